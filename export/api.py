@@ -1,0 +1,199 @@
+"""``export_model``: a Keras classifier to a checked, optimized ONNX file, written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cam_rt.runtime._version import __version__
+from cam_rt.runtime.classes import resolve_class_names
+from cam_rt.runtime.errors import ConfigError
+from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
+
+from ._deps import import_keras, import_optional, import_tf_keras
+from .config import ExportConfig
+from .convert import convert_head
+from .expose import Head, resolve_head
+from .preprocess import preprocessing_for
+from .sources import BUILTINS, load_source
+from .verify import Parity, check_parity
+
+__all__ = ["ExportReport", "export_model"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote and how well it matched Keras."""
+
+    path: Path
+    metadata: ModelMetadata
+    parity: tuple[Parity, ...]
+    seconds: float
+    size_bytes: int
+    op_counts: dict[str, int]
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(p.rel_error for p in self.parity)
+
+
+def _check_output_path(path: Path) -> Path:
+    path = path.expanduser().resolve()
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a folder: give a file name such as model.onnx")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder {path.parent}: {exc}") from exc
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"output folder {path.parent} is not writable: choose another -o path")
+    return path
+
+
+def _numpy_preprocess(images: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    x = images[..., ::-1] if pre.channel_order == "BGR" else images
+    x = x * np.float32(pre.scale) - np.asarray(pre.mean, np.float32)
+    return (x / np.asarray(pre.std, np.float32)).astype(np.float32)
+
+
+def _reference(head: Head, pre: Preprocessing, output: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """Keras (unpatched layers) + NumPy: what the ONNX file must reproduce."""
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        outs = head.exposed(_numpy_preprocess(images, pre), training=False)
+        features = np.asarray(outs[0], np.float32)
+        score_src = np.asarray(outs[1], np.float32)
+        scores = score_src
+        if head.score_from == "dense":
+            scores = score_src @ head.cam_weights
+            if head.bias is not None:
+                scores = scores + head.bias
+        result = {"scores": scores}
+        if output == "features":
+            result["features"] = features
+        else:
+            result["cams"] = features @ head.cam_weights
+        return result
+
+    return run
+
+
+def _producer(flavour: str) -> dict[str, str]:
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    versions = {"cam_rt": __version__, "tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__}
+    versions["onnxruntime"] = onnxruntime.__version__
+    module = import_keras() if flavour == "keras" else import_tf_keras()
+    versions["keras" if flavour == "keras" else "tf_keras"] = module.__version__
+    return versions
+
+
+def export_model(
+    source: Any,
+    output_path: str | Path,
+    config: ExportConfig | None = None,
+    log: Log | None = None,
+) -> ExportReport:
+    """Export ``source`` to ``output_path`` and check it against Keras.
+
+    ``source`` is a ``.keras`` file, a whole-model ``.h5`` (Keras 3 or Keras 2/tf_keras), a
+    Keras-2 SavedModel folder, an in-memory ``keras.Model`` (Keras 3 or tf_keras), or a
+    built-in name (``resnet38d``, with ``config.weights`` a weights ``.h5`` or ``none``).
+    The file is written only if ONNX Runtime matches Keras within the tolerance at every
+    ``config.check_sizes``; otherwise ExportError is raised and nothing is left behind.
+    ``log`` receives progress lines (the library itself never prints).
+    """
+    config = config or ExportConfig()
+    say = log or (lambda _msg: None)
+    start = time.perf_counter()
+    out = _check_output_path(Path(output_path))
+    onnx = import_optional("onnx", "onnx", "writing ONNX files")
+
+    builtin_defaults = BUILTINS.get(str(source).lower(), {}) if isinstance(source, (str, Path)) else {}
+    class_spec = config.classes or builtin_defaults.get("classes")
+    class_names = resolve_class_names(class_spec) if class_spec else None
+    loaded = load_source(source, config.weights, len(class_names) if class_names else None)
+    say(f"loaded {loaded.description} ({loaded.flavour})")
+    keras_module = import_keras() if loaded.flavour == "keras" else import_tf_keras()
+    head = resolve_head(loaded.model, keras_module, config.feature_layer, config.score_layer)
+    say(
+        f"features '{head.feature_layer}' ({head.cam_weights.shape[0]} channels), scores "
+        f"'{head.score_layer}', CAM weights from '{head.kernel_layer}' ({head.cam_from})"
+    )
+    if class_names is None:
+        class_names = tuple(f"class_{i}" for i in range(head.num_classes))
+    elif len(class_names) != head.num_classes:
+        raise ConfigError(
+            f"{len(class_names)} class names were given ({class_spec}) but the model has "
+            f"{head.num_classes} classes: pass --classes with {head.num_classes} names"
+        )
+    activation = config.activation or head.activation
+    if activation is None:
+        raise ConfigError(
+            "cannot tell the score activation from the model (its outputs are linear): pass "
+            "--activation sigmoid (multi-label) or softmax (single-label)"
+        )
+    pre = preprocessing_for(config.preprocess or builtin_defaults.get("preprocess", "none"))
+
+    t0 = time.perf_counter()
+    proto = convert_head(head, loaded.flavour, pre, config.output, config.opset)
+    say(f"converted and optimized in {time.perf_counter() - t0:.1f} s ({len(proto.graph.node)} nodes)")
+    if config.fp16:
+        float16 = import_optional(
+            "onnxconverter_common.float16", "onnxconverter-common", "fp16 export"
+        )
+        proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+
+    probe = np.zeros((1, 64, 96, 3), np.float32)
+    probe_h = int(np.asarray(head.exposed(probe, training=False)[0]).shape[1])
+    stride = max(1, round(64 / probe_h))
+    metadata = ModelMetadata(
+        output=config.output,
+        class_names=tuple(class_names),
+        activation=activation,
+        preprocessing=pre,
+        output_stride=stride,
+        feature_layer=head.feature_layer,
+        score_layer=head.score_layer,
+        source_sha256=loaded.sha256,
+        source=loaded.description,
+        fp16=config.fp16,
+        cam_weights=head.cam_weights if config.output == "features" else None,
+        producer=_producer(loaded.flavour),
+    )
+    onnx.helper.set_model_props(proto, metadata.to_props())
+    proto.producer_name = "cam-rt"
+    proto.producer_version = __version__
+    op_counts: dict[str, int] = {}
+    for node in proto.graph.node:
+        op_counts[node.op_type] = op_counts.get(node.op_type, 0) + 1
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        onnx.save(proto, str(tmp))
+        del proto
+        reference = _reference(head, pre, config.output)
+        rows = check_parity(tmp, reference, config.check_sizes, config.effective_tolerance)
+        for row in rows:
+            say("check " + row.line())
+        size = tmp.stat().st_size
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - start
+    say(f"wrote {out} ({size / 2**20:.1f} MiB) in {seconds:.1f} s")
+    return ExportReport(out, metadata, tuple(rows), seconds, size, op_counts)

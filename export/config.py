@@ -1,0 +1,79 @@
+"""Typed export configuration; each field is one ``cam-rt export`` option."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cam_rt.runtime.errors import ConfigError
+from cam_rt.runtime.metadata import ACTIVATIONS, OUTPUT_KINDS
+
+from .preprocess import PREPROCESSING
+
+__all__ = ["DEFAULT_CHECK_SIZES", "ExportConfig"]
+
+#: Input sizes (height, width) the export is checked at: odd and even, non-square.
+DEFAULT_CHECK_SIZES: tuple[tuple[int, int], ...] = ((97, 131), (160, 224))
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 2e-2
+MIN_OPSET, MAX_OPSET = 13, 21
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    """How to export.
+
+    - ``output``: ``cam`` (outputs scores + cams, the CAM inside the graph) or ``features``
+      (scores + features, CAM weights stored in the metadata for NumPy weighting).
+    - ``feature_layer`` / ``score_layer``: layer names; ``None`` finds them (see ``expose``).
+    - ``activation``: ``sigmoid`` or ``softmax``; ``None`` reads it from the model.
+    - ``preprocess``: ``torch``, ``caffe``, ``tf`` or ``none``, folded into the graph; ``None``
+      means the built-in architecture's own (``torch`` for resnet38d), else ``none``.
+    - ``classes``: ``voc`` or a text file of names; ``None``: built-in default or class_<i>.
+    - ``weights``: for built-in architectures, a weights ``.h5`` or ``none`` (random).
+    - ``check_sizes``: (height, width) pairs the ONNX file is compared with Keras at.
+    - ``tolerance``: largest relative error allowed (default 1e-4 fp32, 2e-2 fp16).
+    """
+
+    output: Literal["cam", "features"] = "cam"
+    feature_layer: str | None = None
+    score_layer: str | None = None
+    activation: Literal["sigmoid", "softmax"] | None = None
+    preprocess: str | None = None
+    classes: str | None = None
+    weights: str | None = None
+    opset: int = 17
+    fp16: bool = False
+    check_sizes: tuple[tuple[int, int], ...] = DEFAULT_CHECK_SIZES
+    tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUT_KINDS:
+            raise ConfigError(f"output '{self.output}' is unknown: use one of {OUTPUT_KINDS}")
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"activation '{self.activation}' is unknown: use one of {', '.join(ACTIVATIONS)}"
+            )
+        if self.preprocess is not None and self.preprocess.lower() not in PREPROCESSING:
+            raise ConfigError(
+                f"preprocess '{self.preprocess}' is unknown: use one of {', '.join(PREPROCESSING)}"
+            )
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(
+                f"opset {self.opset} is out of range: use {MIN_OPSET}..{MAX_OPSET} (default 17)"
+            )
+        if not self.check_sizes:
+            raise ConfigError("check_sizes is empty: give at least one (height, width)")
+        for size in self.check_sizes:
+            if len(size) != 2 or min(size) < 8:
+                raise ConfigError(
+                    f"check size {size} is invalid: give (height, width), each at least 8"
+                )
+        if self.tolerance is not None and not self.tolerance > 0:
+            raise ConfigError(f"tolerance {self.tolerance} must be a positive number")
+
+    @property
+    def effective_tolerance(self) -> float:
+        if self.tolerance is not None:
+            return self.tolerance
+        return FP16_TOLERANCE if self.fp16 else FP32_TOLERANCE

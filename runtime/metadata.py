@@ -1,0 +1,193 @@
+"""The metadata cam-rt stores in an exported ONNX file (ONNX ``metadata_props``).
+
+This module is the file format's contract: ``cam_rt.export`` writes it with
+:meth:`ModelMetadata.to_props`, the runtime reads it with :meth:`ModelMetadata.from_props`.
+Every key is prefixed ``cam_rt.``; values are strings (JSON where structured).
+
+Outputs of a cam-rt file (bound by name, never by position):
+
+- ``scores``: (N, L) float32, pooled class scores before the activation.
+- ``cams`` (output kind ``cam``): (N, h, w, L) float32, NHWC, the class activation maps at
+  feature resolution, ``cams[n, i, j, l] = sum_k A[n, i, j, k] * W[k, l]`` (no bias).
+- ``features`` (output kind ``features``): (N, h, w, K) float32, NHWC, the feature maps A; the
+  CAM weights W (K, L) are stored in the metadata (``cam_rt.cam_weights``, a base64 ``.npy``).
+
+The input ``images`` is (N, H, W, 3) float32 RGB in 0..255, dims named batch/height/width; the
+preprocessing recorded under ``cam_rt.preprocess`` is already inside the graph.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import ModelLoadError
+
+__all__ = [
+    "ACTIVATIONS",
+    "FORMAT_VERSION",
+    "INPUT_NAME",
+    "OUTPUT_KINDS",
+    "ModelMetadata",
+    "Preprocessing",
+]
+
+FORMAT_VERSION = 1
+PREFIX = "cam_rt."
+INPUT_NAME = "images"
+SCORES_NAME = "scores"
+OUTPUT_KINDS = ("cam", "features")
+ACTIVATIONS = ("sigmoid", "softmax")
+
+OutputKind = Literal["cam", "features"]
+Activation = Literal["sigmoid", "softmax"]
+
+
+@dataclass(frozen=True, slots=True)
+class Preprocessing:
+    """Input preprocessing folded into the graph: ``(x[..., order] * scale - mean) / std``.
+
+    ``x`` is RGB 0..255; ``channel_order`` is the order the model wants (``RGB`` or ``BGR``).
+    """
+
+    mode: str
+    scale: float = 1.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "mode": self.mode,
+                "scale": self.scale,
+                "mean": list(self.mean),
+                "std": list(self.std),
+                "channel_order": self.channel_order,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Preprocessing:
+        d = json.loads(text)
+        return cls(
+            mode=str(d["mode"]),
+            scale=float(d["scale"]),
+            mean=_triple(d["mean"]),
+            std=_triple(d["std"]),
+            channel_order=d["channel_order"],
+        )
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in values)
+    return (a, b, c)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    """What cam-rt knows about an exported model.
+
+    ``cam_weights`` is (K, L) float32 for ``output == "features"`` files and ``None`` otherwise.
+    ``output_stride`` is the input/feature size ratio (8 for ResNet38-d, 32 for most ResNets).
+    """
+
+    output: OutputKind
+    class_names: tuple[str, ...]
+    activation: Activation
+    preprocessing: Preprocessing
+    output_stride: int
+    feature_layer: str
+    score_layer: str
+    source_sha256: str
+    source: str = ""
+    fp16: bool = False
+    cam_weights: np.ndarray | None = field(default=None, compare=False, repr=False)
+    producer: Mapping[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_props(self) -> dict[str, str]:
+        """The ``metadata_props`` key/value strings for an ONNX file."""
+        props = {
+            "format_version": str(self.format_version),
+            "output": self.output,
+            "classes": json.dumps(list(self.class_names)),
+            "activation": self.activation,
+            "preprocess": self.preprocessing.to_json(),
+            "output_stride": str(self.output_stride),
+            "feature_layer": self.feature_layer,
+            "score_layer": self.score_layer,
+            "source_sha256": self.source_sha256,
+            "source": self.source,
+            "fp16": json.dumps(self.fp16),
+            "producer": json.dumps(dict(self.producer)),
+        }
+        if self.cam_weights is not None:
+            props["cam_weights"] = _encode_array(self.cam_weights)
+        return {PREFIX + k: v for k, v in props.items()}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], where: str = "model") -> ModelMetadata:
+        """Read the metadata back; raises ModelLoadError naming the first bad or missing key."""
+        own = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
+        if not own:
+            raise ModelLoadError(
+                f"{where} has no cam-rt metadata: export it with 'cam-rt export', or describe "
+                "its outputs and CAM weights explicitly"
+            )
+        try:
+            version = int(own["format_version"])
+            if version > FORMAT_VERSION:
+                raise ModelLoadError(
+                    f"{where} was written by a newer cam-rt (format {version}, this one reads "
+                    f"up to {FORMAT_VERSION}): upgrade cam-rt"
+                )
+            output = own["output"]
+            activation = own["activation"]
+            if output not in OUTPUT_KINDS:
+                raise ValueError(f"output {output!r} is not one of {OUTPUT_KINDS}")
+            if activation not in ACTIVATIONS:
+                raise ValueError(f"activation {activation!r} is not one of {ACTIVATIONS}")
+            weights = own.get("cam_weights")
+            return cls(
+                output=output,  # type: ignore[arg-type]
+                class_names=tuple(json.loads(own["classes"])),
+                activation=activation,  # type: ignore[arg-type]
+                preprocessing=Preprocessing.from_json(own["preprocess"]),
+                output_stride=int(own["output_stride"]),
+                feature_layer=own["feature_layer"],
+                score_layer=own["score_layer"],
+                source_sha256=own["source_sha256"],
+                source=own.get("source", ""),
+                fp16=bool(json.loads(own.get("fp16", "false"))),
+                cam_weights=None if weights is None else _decode_array(weights),
+                producer=json.loads(own.get("producer", "{}")),
+                format_version=version,
+            )
+        except ModelLoadError:
+            raise
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelLoadError(
+                f"{where} has broken cam-rt metadata ({type(exc).__name__}: {exc}): export it again"
+            ) from exc
+
+
+def _encode_array(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _decode_array(text: str) -> np.ndarray:
+    array = np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+    return np.asarray(array, dtype=np.float32)
