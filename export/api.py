@@ -14,10 +14,10 @@ import numpy as np
 
 from cam_rt.runtime._version import __version__
 from cam_rt.runtime.classes import resolve_class_names
-from cam_rt.runtime.errors import ConfigError
+from cam_rt.runtime.errors import ConfigError, ExportError
 from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
 
-from ._deps import import_keras, import_optional, import_tf_keras
+from ._deps import import_keras, import_optional, import_tensorflow, import_tf_keras
 from .config import ExportConfig
 from .convert import convert_head
 from .expose import Head, resolve_head
@@ -65,7 +65,9 @@ def _numpy_preprocess(images: np.ndarray, pre: Preprocessing) -> np.ndarray:
     return (x / np.asarray(pre.std, np.float32)).astype(np.float32)
 
 
-def _reference(head: Head, pre: Preprocessing, output: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def _reference(
+    head: Head, pre: Preprocessing, output: str
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """Keras (unpatched layers) + NumPy: what the ONNX file must reproduce."""
 
     def run(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -118,9 +120,12 @@ def export_model(
     say = log or (lambda _msg: None)
     start = time.perf_counter()
     out = _check_output_path(Path(output_path))
+    import_tensorflow()  # fail first, and clearly, where the export extra is not installed
     onnx = import_optional("onnx", "onnx", "writing ONNX files")
 
-    builtin_defaults = BUILTINS.get(str(source).lower(), {}) if isinstance(source, (str, Path)) else {}
+    builtin_defaults = (
+        BUILTINS.get(str(source).lower(), {}) if isinstance(source, (str, Path)) else {}
+    )
     class_spec = config.classes or builtin_defaults.get("classes")
     class_names = resolve_class_names(class_spec) if class_spec else None
     loaded = load_source(source, config.weights, len(class_names) if class_names else None)
@@ -148,7 +153,8 @@ def export_model(
 
     t0 = time.perf_counter()
     proto = convert_head(head, loaded.flavour, pre, config.output, config.opset)
-    say(f"converted and optimized in {time.perf_counter() - t0:.1f} s ({len(proto.graph.node)} nodes)")
+    nodes = len(proto.graph.node)
+    say(f"converted and optimized in {time.perf_counter() - t0:.1f} s ({nodes} nodes)")
     if config.fp16:
         float16 = import_optional(
             "onnxconverter_common.float16", "onnxconverter-common", "fp16 export"
@@ -179,11 +185,17 @@ def export_model(
     for node in proto.graph.node:
         op_counts[node.op_type] = op_counts.get(node.op_type, 0) + 1
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {out.parent} ({exc}): choose another -o path") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        onnx.save(proto, str(tmp))
+        try:
+            onnx.save(proto, str(tmp))
+        except OSError as exc:
+            raise ExportError(f"cannot write {out} ({exc}); nothing was written") from exc
         del proto
         reference = _reference(head, pre, config.output)
         rows = check_parity(tmp, reference, config.check_sizes, config.effective_tolerance)

@@ -128,9 +128,8 @@ def convert_head(
         non_trainable = list(exposed.non_trainable_variables)
         variables = trainable + non_trainable
         names = [f"cam_rt_w{i}" for i in range(len(variables))]
-        specs = [image_spec] + [
-            tf.TensorSpec(tuple(v.shape), v.dtype, name=n) for v, n in zip(variables, names)
-        ]
+        pairs = list(zip(variables, names, strict=True))
+        specs = [image_spec] + [tf.TensorSpec(tuple(v.shape), v.dtype, name=n) for v, n in pairs]
         n_train = len(trainable)
 
         def fn(images: Any, *weights: Any) -> dict[str, Any]:
@@ -142,7 +141,7 @@ def convert_head(
 
     else:
         specs = [image_spec]
-        variables, names = [], []
+        pairs = []
 
         def fn(images: Any) -> dict[str, Any]:  # type: ignore[misc]
             x = _preprocess(tf, images, preprocessing)
@@ -160,9 +159,9 @@ def convert_head(
     del traced
 
     # Bind the weights as initializers (stateless trace only).
-    if variables:
+    if pairs:
         graph_inputs = {i.name for i in model_proto.graph.input}
-        values = {n: np.asarray(v.numpy()) for v, n in zip(variables, names) if n in graph_inputs}
+        values = {n: np.asarray(v.numpy()) for v, n in pairs if n in graph_inputs}
         keep = [i for i in model_proto.graph.input if i.name not in values]
         del model_proto.graph.input[:]
         model_proto.graph.input.extend(keep)
@@ -195,7 +194,11 @@ def _name_dims(model_proto: Any, output_kind: str) -> None:
         if vi.name == INPUT_NAME:
             set_dims(vi, {0: "batch", 1: "height", 2: "width"})
     for vi in model_proto.graph.output:
-        names = {0: "batch"} if vi.name == SCORES_NAME else {0: "batch", 1: "map_height", 2: "map_width"}
+        names = (
+            {0: "batch"}
+            if vi.name == SCORES_NAME
+            else {0: "batch", 1: "map_height", 2: "map_width"}
+        )
         set_dims(vi, names)
     del model_proto.graph.value_info[:]
 

@@ -156,7 +156,7 @@ def load_resnet38d_weights(model: Any, path: str | Path) -> None:
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read weights file {path}: not an HDF5 file ({exc})") from exc
     with f:
-        root = f["model_weights"] if "model_weights" in f else f
+        root = f.get("model_weights", f)
         if "layer_names" not in root.attrs:
             raise ModelLoadError(
                 f"{path} is not a Keras weights file (no 'layer_names' attribute): pass a "

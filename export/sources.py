@@ -81,7 +81,9 @@ def load_source(
         if weights is not None:
             raise ConfigError("weights apply to built-in architectures only, not to a model object")
         flavour = flavour_of(source)
-        return LoadedModel(source, flavour, _sha256_weights(source), f"in-memory model '{source.name}'")
+        return LoadedModel(
+            source, flavour, _sha256_weights(source), f"in-memory model '{source.name}'"
+        )
     text = str(source)
     path = Path(text)
     if text.lower() in BUILTINS and not path.exists():

@@ -83,7 +83,7 @@ def check_parity(
     for index, (height, width) in enumerate(sizes):
         batch = 1 if index == 0 else 2
         images = rng.uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
-        got = dict(zip(names, session.run(names, {"images": images})))
+        got = dict(zip(names, session.run(names, {"images": images}), strict=True))
         ref = reference(images)
         for name in names:
             rows.append(compare(name, (batch, height, width), got[name], ref[name]))

@@ -4,22 +4,40 @@ Sub-commands that need optional packages (``export`` needs TensorFlow) are plug-
 through the ``cam_rt.commands`` entry-point group, so this module, like the rest of
 ``cam_rt.runtime``, never imports ``cam_rt.export`` or TensorFlow. Each plug-in imports its heavy
 dependencies inside the command body, so ``cam-rt --help`` stays fast.
+
+Errors: a command raises ``CamRtError``; the group prints it as one line on stderr and exits 1.
+Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import sys
 from importlib.metadata import entry_points
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from ._version import __version__
 from .errors import CamRtError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "get_app", "main"]
+
+
+class _CamRtGroup(TyperGroup):
+    """Turns cam-rt errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # ctx: typer's (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except CamRtError as exc:
+            typer.echo(f"cam-rt: error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
     name="cam-rt",
+    cls=_CamRtGroup,
     help="Class activation maps at deployment speed: export Keras classifiers to ONNX and "
     "compute CAMs with ONNX Runtime.",
     no_args_is_help=True,
@@ -43,35 +61,26 @@ def _root(
     """cam-rt: class activation maps with ONNX Runtime."""
 
 
-def _register_plugins() -> None:
-    for ep in entry_points(group="cam_rt.commands"):
-        ep.load()(app)
+_registered = False
+
+
+def get_app() -> typer.Typer:
+    """The app with every installed plug-in command registered (once)."""
+    global _registered
+    if not _registered:
+        for ep in entry_points(group="cam_rt.commands"):
+            ep.load()(app)
+        _registered = True
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``cam-rt`` script: cam-rt errors become one line on stderr."""
+    """Entry point of the ``cam-rt`` script."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["--version"]:  # answer without loading plug-ins
         print(f"cam-rt {__version__}")
         return
-    _register_plugins()
-    try:
-        app(args=args, prog_name="cam-rt", standalone_mode=False)
-    except CamRtError as exc:
-        print(f"cam-rt: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except typer.Abort:
-        print("cam-rt: aborted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    get_app()(args=args, prog_name="cam-rt")
 
 
 if __name__ == "__main__":
