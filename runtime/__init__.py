@@ -1,12 +1,29 @@
-"""cam-rt runtime: CAMs with ONNX Runtime and NumPy, no TensorFlow.
+"""cam-rt runtime: CAMs with ONNX Runtime, NumPy and OpenCV; no TensorFlow.
 
 This package never imports TensorFlow, Keras, tf2onnx or ``cam_rt.export``.
+
+    from cam_rt.runtime import CamSession, Explainer, ExplainConfig, TTAConfig
+
+    session = CamSession("model.onnx")                      # once; thread-safe
+    explainer = Explainer(session, ExplainConfig(tta=TTAConfig(scales=(0.5, 1, 1.5, 2))))
+    (result,) = explainer.explain(rgb_uint8_image)          # CamResult: scores, maps (H, W, C)
 """
 
 from __future__ import annotations
 
 from ._version import __version__
+from .cam import gather_classes, probabilities, weight_features
 from .classes import VOC_CLASSES, resolve_class_names
+from .colour import (
+    blend,
+    class_colours,
+    class_overlay,
+    grid,
+    heatmap,
+    heatmap_overlay,
+    voc_palette,
+)
+from .cues import Box, boxes, seeds
 from .errors import (
     CamRtError,
     ConfigError,
@@ -16,19 +33,61 @@ from .errors import (
     ModelLoadError,
     ProviderError,
 )
+from .explain import CamResult, ClassSelection, ExplainConfig, Explainer
+from .filters import max_normalize, normalize, positive_normalize
+from .images import prepare_image
 from .metadata import ModelMetadata, Preprocessing
+from .session import (
+    CamSession,
+    PlainModel,
+    ProviderFallbackWarning,
+    SessionConfig,
+    available_providers,
+    resolve_providers,
+)
+from .tta import Pass, TTAConfig, plan_passes
 
 __all__ = [
     "VOC_CLASSES",
+    "Box",
+    "CamResult",
     "CamRtError",
+    "CamSession",
+    "ClassSelection",
     "ConfigError",
+    "ExplainConfig",
+    "Explainer",
     "ExportError",
     "InputError",
     "MissingDependencyError",
     "ModelLoadError",
     "ModelMetadata",
+    "Pass",
+    "PlainModel",
     "Preprocessing",
     "ProviderError",
+    "ProviderFallbackWarning",
+    "SessionConfig",
+    "TTAConfig",
     "__version__",
+    "available_providers",
+    "blend",
+    "boxes",
+    "class_colours",
+    "class_overlay",
+    "gather_classes",
+    "grid",
+    "heatmap",
+    "heatmap_overlay",
+    "max_normalize",
+    "normalize",
+    "plan_passes",
+    "positive_normalize",
+    "prepare_image",
+    "probabilities",
     "resolve_class_names",
+    "resolve_providers",
+    "seeds",
+    "voc_palette",
+    "weight_features",
 ]

@@ -1,0 +1,256 @@
+"""From images to maps: batching, TTA passes through the session, class selection, merging.
+
+``Explainer(session, config).explain(images)`` returns one :class:`CamResult` per image.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .cam import gather_classes, probabilities
+from .errors import ConfigError, InputError
+from .images import AlphaPolicy, as_image_list, prepare_image
+from .session import CamSession
+from .tta import Pass, TTAConfig, combine_maps, combine_scores, plan_passes, resize_input
+
+__all__ = ["CamResult", "ClassSelection", "ExplainConfig", "Explainer"]
+
+SelectMode = Literal["predicted", "all", "top-k", "fixed"]
+Label = int | str
+
+
+@dataclass(frozen=True, slots=True)
+class ClassSelection:
+    """Which classes to explain (``--classes predicted|all|top-K|LIST``).
+
+    - ``predicted``: sigmoid >= ``threshold`` (multi-label), or the top-1 class (softmax);
+    - ``all``: every class; ``top-k``: the ``k`` best scores;
+    - ``fixed``: the same ``labels`` (ids or names) for every image.
+    Per-image ground-truth labels passed to :meth:`Explainer.explain` take precedence.
+    """
+
+    mode: SelectMode = "predicted"
+    k: int = 1
+    threshold: float = 0.5
+    labels: tuple[Label, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("predicted", "all", "top-k", "fixed"):
+            raise ConfigError(
+                f"class selection '{self.mode}' is unknown: use predicted, all, top-K or a list"
+            )
+        if self.k < 1:
+            raise ConfigError(f"top-k needs k >= 1, got {self.k}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold {self.threshold} is outside [0, 1]")
+        if self.mode == "fixed" and not self.labels:
+            raise ConfigError("a fixed class selection needs labels, e.g. --classes cat,dog")
+
+    @classmethod
+    def parse(cls, text: str, threshold: float = 0.5) -> ClassSelection:
+        """``predicted``, ``all``, ``top-3`` or a comma list of class ids or names."""
+        value = text.strip()
+        if value in ("predicted", "all"):
+            return cls(mode=value, threshold=threshold)  # type: ignore[arg-type]
+        match = re.fullmatch(r"top-?(\d+)", value)
+        if match:
+            return cls(mode="top-k", k=int(match.group(1)), threshold=threshold)
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if not items:
+            raise ConfigError(f"--classes '{text}' is empty: use predicted, all, top-K or a list")
+        labels: tuple[Label, ...] = tuple(int(v) if v.isdigit() else v for v in items)
+        return cls(mode="fixed", labels=labels, threshold=threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainConfig:
+    """What to compute: TTA (``None`` = plain CAM), classes, batching, alpha handling."""
+
+    tta: TTAConfig | None = None
+    classes: ClassSelection = field(default_factory=ClassSelection)
+    batch_size: int = 8
+    alpha: AlphaPolicy = "error"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size {self.batch_size} must be >= 1")
+        if self.alpha not in ("error", "drop"):
+            raise ConfigError(f"alpha '{self.alpha}' is unknown: use error or drop")
+
+
+@dataclass(frozen=True, slots=True)
+class CamResult:
+    """The maps of one image.
+
+    - ``scores``: (L,) float32 pre-activation class scores (TTA-combined);
+    - ``probabilities``: (L,) float32, sigmoid or softmax of ``scores``;
+    - ``class_ids`` / ``class_names``: the C classes explained, in map channel order;
+    - ``maps``: (H, W, C) float32 in [0, 1] at the input image's resolution.
+    """
+
+    scores: np.ndarray
+    probabilities: np.ndarray
+    class_ids: tuple[int, ...]
+    class_names: tuple[str, ...]
+    maps: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (int(self.maps.shape[0]), int(self.maps.shape[1]))
+
+
+Timings = MutableMapping[str, float]
+
+
+@contextmanager
+def _stage(timings: Timings | None, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+class Explainer:
+    """Computes CAMs for images with one :class:`CamSession`; thread-safe like the session."""
+
+    def __init__(self, session: CamSession, config: ExplainConfig | None = None) -> None:
+        self.session = session
+        self.config = config or ExplainConfig()
+        self.passes: tuple[Pass, ...] = plan_passes(self.config.tta)
+        names = session.class_names
+        self._index = {name: i for i, name in enumerate(names)}
+        if self.config.classes.mode == "fixed":
+            self._fixed = self.resolve_labels(self.config.classes.labels)
+
+    def resolve_labels(self, labels: Sequence[Label]) -> tuple[int, ...]:
+        """Class ids of ``labels`` (ids or names), deduplicated, in the given order."""
+        names = self.session.class_names
+        out: list[int] = []
+        for label in labels:
+            if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+                cid = int(label)
+                if not 0 <= cid < len(names):
+                    raise ConfigError(
+                        f"class id {cid} is out of range: the model has {len(names)} classes "
+                        f"(0..{len(names) - 1})"
+                    )
+            else:
+                key = str(label)
+                if key not in self._index:
+                    close = difflib.get_close_matches(key, names, n=3)
+                    hint = f" (closest: {', '.join(close)})" if close else ""
+                    raise ConfigError(
+                        f"class '{key}' is not one of the model's classes{hint}: see "
+                        "'cam-rt info' for the names"
+                    )
+                cid = self._index[key]
+            if cid not in out:
+                out.append(cid)
+        return tuple(out)
+
+    def _select(self, scores: np.ndarray, probs: np.ndarray) -> tuple[int, ...]:
+        sel = self.config.classes
+        if sel.mode == "all":
+            return tuple(range(len(scores)))
+        if sel.mode == "fixed":
+            return self._fixed
+        if sel.mode == "top-k":
+            order = np.argsort(-scores, kind="stable")[: sel.k]
+            return tuple(int(i) for i in order)
+        if self.session.metadata.activation == "softmax":
+            return (int(np.argmax(scores)),)
+        return tuple(int(i) for i in np.flatnonzero(probs >= sel.threshold))
+
+    def explain(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        labels: Sequence[Sequence[Label]] | None = None,
+        timings: Timings | None = None,
+    ) -> list[CamResult]:
+        """Maps for one image or a batch (mixed sizes allowed).
+
+        ``labels``: per-image ground-truth classes (ids or names), one sequence per image.
+        ``timings``: if given, seconds per stage are added to it (``prepare``, ``resize_input``,
+        ``model``, ``merge``).
+        """
+        cfg = self.config
+        with _stage(timings, "prepare"):
+            items = as_image_list(images)
+            prepared = [prepare_image(img, i, cfg.alpha) for i, img in enumerate(items)]
+            if labels is not None and len(labels) != len(prepared):
+                raise InputError(f"{len(labels)} label lists for {len(prepared)} images")
+            chosen = [self.resolve_labels(lab) for lab in labels] if labels is not None else None
+            stride = self.session.output_stride
+            for i, img in enumerate(prepared):
+                if stride and min(img.shape[:2]) < stride:
+                    raise InputError(
+                        f"image {i} is {img.shape[0]}x{img.shape[1]} pixels, smaller than the "
+                        f"model's output stride {stride}: use images of at least "
+                        f"{stride}x{stride}"
+                    )
+        mode = cfg.tta.mode if cfg.tta is not None else None
+        # Each distinct (scale, flip) pass runs once (keras-explainable's repeated unscaled
+        # passes reuse the same output); a scale's flipped twin shares its batch.
+        unique = list(dict.fromkeys(self.passes))
+        # outputs[pass][image] = (scores (L,), maps (h, w, L)), filled batch by batch.
+        outputs: dict[Pass, list[tuple[np.ndarray, np.ndarray] | None]] = {
+            p: [None] * len(prepared) for p in unique
+        }
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(prepared):
+            groups[(img.shape[0], img.shape[1])].append(i)
+        for members in groups.values():
+            for twins in _twin_groups(unique):
+                per_batch = max(1, cfg.batch_size // len(twins))
+                for start in range(0, len(members), per_batch):
+                    chunk = members[start : start + per_batch]
+                    jobs = [(i, p) for i in chunk for p in twins]
+                    with _stage(timings, "resize_input"):
+                        batch = np.stack([resize_input(prepared[i], p, mode) for i, p in jobs])
+                    with _stage(timings, "model"):
+                        scores, maps = self.session.run(batch)
+                    for row, (i, p) in enumerate(jobs):
+                        outputs[p][i] = (scores[row], maps[row])
+        results: list[CamResult] = []
+        with _stage(timings, "merge"):
+            for i, img in enumerate(prepared):
+                per_pass = [_filled(outputs[p][i]) for p in self.passes]
+                scores = combine_scores(np.stack([s for s, _ in per_pass]), cfg.tta)
+                probs = probabilities(scores, self.session.metadata.activation)
+                ids = chosen[i] if chosen is not None else self._select(scores, probs)
+                low = [gather_classes(m, ids) for _, m in per_pass]
+                maps = combine_maps(low, self.passes, (img.shape[0], img.shape[1]), cfg.tta)
+                results.append(
+                    CamResult(
+                        scores=scores,
+                        probabilities=probs,
+                        class_ids=ids,
+                        class_names=tuple(self.session.class_names[c] for c in ids),
+                        maps=maps,
+                    )
+                )
+        return results
+
+
+def _filled(item: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    assert item is not None, "every (pass, image) is run before merging"
+    return item
+
+
+def _twin_groups(passes: Sequence[Pass]) -> list[list[Pass]]:
+    """Distinct passes grouped by scale: a scale's flipped and unflipped passes together."""
+    groups: dict[float, list[Pass]] = defaultdict(list)
+    for p in passes:
+        groups[p.scale].append(p)
+    return list(groups.values())

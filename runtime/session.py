@@ -1,0 +1,310 @@
+"""The ONNX Runtime session: the only module of cam-rt that talks to onnxruntime.
+
+A :class:`CamSession` is built once from an exported file and reused; :meth:`CamSession.run` is
+safe to call from several threads at once (ONNX Runtime's ``run`` is thread-safe and the session
+keeps no per-call state).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .cam import weight_features
+from .errors import ConfigError, MissingDependencyError, ModelLoadError, ProviderError
+from .metadata import INPUT_NAME, SCORES_NAME, ModelMetadata, Preprocessing
+
+__all__ = [
+    "PROVIDERS",
+    "CamSession",
+    "PlainModel",
+    "ProviderFallbackWarning",
+    "SessionConfig",
+    "available_providers",
+    "resolve_providers",
+]
+
+#: Short, case-insensitive provider names and the ONNX Runtime names they stand for.
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+class ProviderFallbackWarning(UserWarning):
+    """An execution provider was asked for but is not available; CPU is used instead."""
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "onnxruntime", "cpu", "running models (or 'cam-rt[gpu]' for onnxruntime-gpu)"
+        ) from exc
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    """The execution providers the installed onnxruntime offers."""
+    return list(_ort().get_available_providers())
+
+
+def resolve_providers(
+    requested: Sequence[str], available: Sequence[str] | None = None
+) -> list[str]:
+    """ONNX Runtime provider names for ``requested`` short names (or ``auto``).
+
+    ``auto``: TensorRT, then CUDA, whichever are available, then CPU. Explicit names keep their
+    order; one that is not available is skipped with a ProviderFallbackWarning. CPU is always
+    last, as the fallback.
+    """
+    available = list(available) if available is not None else available_providers()
+    names = [r.strip().lower() for r in requested if r.strip()]
+    if not names:
+        raise ConfigError("no execution provider given: use auto, cpu, cuda, tensorrt or openvino")
+    if names == ["auto"]:
+        names = list(_AUTO_ORDER)
+        explicit = False
+    else:
+        explicit = True
+    out: list[str] = []
+    for name in names:
+        full = PROVIDERS.get(name)
+        if full is None:
+            if name in (p.lower() for p in available):
+                full = next(p for p in available if p.lower() == name)
+            else:
+                raise ConfigError(
+                    f"execution provider '{name}' is unknown: use auto or one of "
+                    f"{', '.join(PROVIDERS)} (installed onnxruntime offers "
+                    f"{', '.join(available) or 'none'})"
+                )
+        if full in available:
+            if full not in out:
+                out.append(full)
+        elif explicit:
+            warnings.warn(
+                f"execution provider '{name}' ({full}) is not available in this onnxruntime "
+                f"(it offers {', '.join(available)}); using CPU instead",
+                ProviderFallbackWarning,
+                stacklevel=2,
+            )
+    if "CPUExecutionProvider" in out:
+        out.remove("CPUExecutionProvider")
+    out.append("CPUExecutionProvider")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """How to build the ONNX Runtime session (``--device``, threads)."""
+
+    providers: tuple[str, ...] = ("auto",)
+    intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
+    provider_options: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.providers:
+            raise ConfigError("providers is empty: use ('auto',) or e.g. ('cuda', 'cpu')")
+        if self.intra_op_threads < 0:
+            raise ConfigError(f"intra_op_threads {self.intra_op_threads} must be >= 0")
+
+
+@dataclass(frozen=True)
+class PlainModel:
+    """Describes an ONNX file not exported by cam-rt: NHWC input, two outputs.
+
+    ``maps_output`` holds ``features`` (N, h, w, K) with ``cam_weights`` (K, L) (an array or a
+    ``.npy`` path), or ``cams`` (N, h, w, L). ``preprocessing`` is applied in NumPy before the
+    model (cam-rt files have it inside the graph).
+    """
+
+    scores_output: str
+    maps_output: str
+    maps_kind: Literal["features", "cams"] = "features"
+    cam_weights: np.ndarray | str | Path | None = field(default=None, compare=False)
+    activation: Literal["sigmoid", "softmax"] = "sigmoid"
+    class_names: tuple[str, ...] | None = None
+    preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(mode="none"))
+    input_name: str | None = None
+    output_stride: int = 0  # 0: measured on the first run
+
+
+class CamSession:
+    """An ONNX Runtime session over a cam-rt file (or a described plain file).
+
+    ``run(batch)`` takes float32 (N, H, W, 3) RGB in 0..255 and returns pre-activation scores
+    (N, L) and CAMs (N, h, w, L) at feature resolution (weighted in NumPy for ``features``
+    files).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        config: SessionConfig | None = None,
+        plain: PlainModel | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.config = config or SessionConfig()
+        ort = _ort()
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file '{path}' does not exist")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if self.config.intra_op_threads:
+            options.intra_op_num_threads = self.config.intra_op_threads
+        providers = resolve_providers(self.config.providers)
+        opts = dict(self.config.provider_options)
+        provider_list = [(p, opts.get(p, {})) for p in providers]
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=provider_list)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(
+                f"{self.path} is not a usable ONNX model ({first}): pass a file written by "
+                "'cam-rt export'"
+            ) from exc
+        self.providers: list[str] = list(self._session.get_providers())
+        missing = [p for p in providers if p not in self.providers]
+        if missing:
+            warnings.warn(
+                f"ONNX Runtime could not start {', '.join(missing)} (missing GPU libraries?); "
+                f"running on {', '.join(self.providers)}: see 'cam-rt doctor'",
+                ProviderFallbackWarning,
+                stacklevel=2,
+            )
+        props = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._numpy_pre: Preprocessing | None = None
+        if plain is None:
+            self.metadata = ModelMetadata.from_props(props, where=str(self.path))
+            self._input = INPUT_NAME
+            self._scores = SCORES_NAME
+            self._maps = "cams" if self.metadata.output == "cam" else "features"
+            self._weights = self.metadata.cam_weights
+        else:
+            self._init_plain(plain)
+        self._check_io()
+        self._stride = self.metadata.output_stride
+
+    def _init_plain(self, plain: PlainModel) -> None:
+        inputs = self._session.get_inputs()
+        self._input = plain.input_name or inputs[0].name
+        self._scores, self._maps = plain.scores_output, plain.maps_output
+        weights: np.ndarray | None = None
+        if plain.maps_kind == "features":
+            if plain.cam_weights is None:
+                raise ConfigError(
+                    "a plain model with a features output needs cam_weights (K, L): pass the "
+                    "classifier kernel as an array or a .npy file"
+                )
+            raw = plain.cam_weights
+            if isinstance(raw, (str, Path)):
+                try:
+                    raw = np.load(raw, allow_pickle=False)
+                except (OSError, ValueError) as exc:
+                    raise ModelLoadError(f"cannot read CAM weights '{raw}': {exc}") from exc
+            weights = np.asarray(raw, dtype=np.float32)
+            if weights.ndim == 4 and weights.shape[:2] == (1, 1):
+                weights = weights[0, 0]
+            if weights.ndim != 2:
+                raise ModelLoadError(
+                    f"CAM weights have shape {weights.shape}; expected (K, L) or (1, 1, K, L)"
+                )
+        scores_shape = {o.name: o.shape for o in self._session.get_outputs()}.get(self._scores)
+        classes = plain.class_names
+        if classes is None:
+            n = weights.shape[1] if weights is not None else None
+            if n is None and scores_shape is not None and isinstance(scores_shape[-1], int):
+                n = scores_shape[-1]
+            if n is None:
+                raise ConfigError("cannot tell the number of classes: pass class_names")
+            classes = tuple(f"class_{i}" for i in range(n))
+        self._weights = weights
+        self._numpy_pre = plain.preprocessing if plain.preprocessing.mode != "none" else None
+        self.metadata = ModelMetadata(
+            output="features" if plain.maps_kind == "features" else "cam",
+            class_names=tuple(classes),
+            activation=plain.activation,
+            preprocessing=plain.preprocessing,
+            output_stride=plain.output_stride,
+            feature_layer=self._maps,
+            score_layer=self._scores,
+            source_sha256="",
+            source=f"plain ONNX file {self.path.name}",
+            cam_weights=weights,
+        )
+
+    def _check_io(self) -> None:
+        inputs = {i.name: i.shape for i in self._session.get_inputs()}
+        outputs = [o.name for o in self._session.get_outputs()]
+        if self._input not in inputs or len(inputs) != 1:
+            raise ModelLoadError(
+                f"{self.path} has inputs {list(inputs)}; expected one input '{self._input}' "
+                "(N, H, W, 3)"
+            )
+        shape = inputs[self._input]
+        if len(shape) != 4 or (isinstance(shape[-1], int) and shape[-1] != 3):
+            raise ModelLoadError(
+                f"{self.path} input '{self._input}' has shape {shape}; expected (N, H, W, 3) NHWC"
+            )
+        for name in (self._scores, self._maps):
+            if name not in outputs:
+                raise ModelLoadError(
+                    f"{self.path} has outputs {outputs}; expected '{self._scores}' and "
+                    f"'{self._maps}': export it with 'cam-rt export' or name its outputs"
+                )
+        if self._weights is not None and self._weights.shape[1] != self.metadata.num_classes:
+            raise ModelLoadError(
+                f"CAM weights have {self._weights.shape[1]} classes but the model has "
+                f"{self.metadata.num_classes} class names"
+            )
+
+    @property
+    def output_stride(self) -> int:
+        """Input/map size ratio (measured on the first run for plain files without one)."""
+        return self._stride
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.metadata.class_names
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (N, L) and CAMs (N, h, w, L) for a float32 (N, H, W, 3) RGB 0..255 batch."""
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise ConfigError(f"batch has shape {batch.shape}; expected (N, H, W, 3)")
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._numpy_pre is not None:
+            x = _apply_preprocessing(x, self._numpy_pre)
+        try:
+            scores, maps = self._session.run([self._scores, self._maps], {self._input: x})
+        except Exception as exc:
+            raise ProviderError(
+                f"ONNX Runtime failed on a batch of shape {batch.shape}: {exc}"
+            ) from exc
+        if self._weights is not None:
+            maps = weight_features(maps, self._weights)
+        if maps.ndim != 4 or scores.ndim != 2 or maps.shape[-1] != scores.shape[-1]:
+            raise ModelLoadError(
+                f"{self.path} gave scores {scores.shape} and maps {maps.shape}; expected (N, L) "
+                "and (N, h, w, L)"
+            )
+        if not self._stride:
+            self._stride = max(1, round(batch.shape[1] / maps.shape[1]))
+        return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
+
+
+def _apply_preprocessing(x: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    if pre.channel_order == "BGR":
+        x = x[..., ::-1]
+    out = x * np.float32(pre.scale) - np.asarray(pre.mean, np.float32)
+    return np.ascontiguousarray(out / np.asarray(pre.std, np.float32), dtype=np.float32)

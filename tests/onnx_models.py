@@ -1,0 +1,71 @@
+"""Hand-built ONNX models with known outputs (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
+
+
+def channel_model(
+    path: Path,
+    channels: int = 2,
+    offset: float = 0.0,
+    kind: str = "cam",
+    metadata: bool = True,
+    stride: int = 1,
+    activation: str = "sigmoid",
+    class_names: tuple[str, ...] | None = None,
+    maps_name: str | None = None,
+    scores_name: str = "scores",
+) -> Path:
+    """maps[n, i, j, c] = images[n, i, j, c] / 255 - offset for the first ``channels`` channels.
+
+    ``kind == "cam"``: outputs ``scores`` (spatial mean of the maps) and ``cams``.
+    ``kind == "features"``: outputs ``scores`` and ``features`` (the same maps, K = channels);
+    the CAM weights stored in the metadata are the identity (K = L).
+    """
+    maps_name = maps_name or ("cams" if kind == "cam" else "features")
+    inp = helper.make_tensor_value_info(
+        "images", TensorProto.FLOAT, ["batch", "height", "width", 3]
+    )
+    out_maps = helper.make_tensor_value_info(
+        maps_name, TensorProto.FLOAT, ["batch", "h", "w", channels]
+    )
+    out_scores = helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, ["batch", channels])
+    inits = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [channels]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [3]),
+        helper.make_tensor("scale", TensorProto.FLOAT, [], [1 / 255]),
+        helper.make_tensor("offset", TensorProto.FLOAT, [], [offset]),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["images", "starts", "ends", "axes"], ["sliced"]),
+        helper.make_node("Mul", ["sliced", "scale"], ["scaled"]),
+        helper.make_node("Sub", ["scaled", "offset"], [maps_name]),
+        helper.make_node("ReduceMean", [maps_name], [scores_name], axes=[1, 2], keepdims=0),
+    ]
+    graph = helper.make_graph(nodes, "channels", [inp], [out_scores, out_maps], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata:
+        meta = ModelMetadata(
+            output="cam" if kind == "cam" else "features",
+            class_names=class_names or tuple(f"c{i}" for i in range(channels)),
+            activation=activation,  # type: ignore[arg-type]
+            preprocessing=Preprocessing("none"),
+            output_stride=stride,
+            feature_layer="channels",
+            score_layer="mean",
+            source_sha256="0" * 64,
+            cam_weights=np.eye(channels, dtype=np.float32) if kind == "features" else None,
+        )
+        helper.set_model_props(model, meta.to_props())
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,162 @@
+"""Explainer inputs and class selection: conversions, refusals and their messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cam_rt.runtime import (
+    CamSession,
+    ClassSelection,
+    ConfigError,
+    ExplainConfig,
+    Explainer,
+    InputError,
+    prepare_image,
+)
+
+from .onnx_models import channel_model
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> CamSession:
+    return CamSession(channel_model(tmp_path / "m.onnx", channels=3, stride=4,
+                                    class_names=("red", "green", "blue")))  # fmt: skip
+
+
+def _image(r: int, g: int, b: int, size: tuple[int, int] = (8, 8)) -> np.ndarray:
+    image = np.zeros((*size, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = r, g, b
+    image[0, 0] = 0  # some structure
+    return image
+
+
+def test_predicted_classes_sigmoid_threshold(session: CamSession) -> None:
+    explainer = Explainer(
+        session, ExplainConfig(classes=ClassSelection("predicted", threshold=0.6))
+    )
+    # scores are the channel means /255: sigmoid(~1) = .73, sigmoid(~0) = .5
+    (r,) = explainer.explain(_image(255, 0, 255))
+    assert r.class_ids == (0, 2) and r.class_names == ("red", "blue")
+    assert r.maps.shape == (8, 8, 2) and r.maps.dtype == np.float32
+    np.testing.assert_allclose(r.probabilities, 1 / (1 + np.exp(-r.scores)), rtol=1e-6)
+
+
+def test_softmax_predicts_top1(tmp_path: Path) -> None:
+    path = channel_model(tmp_path / "s.onnx", channels=3, activation="softmax")
+    (r,) = Explainer(CamSession(path)).explain(_image(10, 200, 100))
+    assert r.class_ids == (1,)
+    assert abs(float(r.probabilities.sum()) - 1) < 1e-6
+
+
+def test_top_k_all_and_fixed(session: CamSession) -> None:
+    image = _image(10, 200, 100)
+    top2 = Explainer(session, ExplainConfig(classes=ClassSelection.parse("top-2")))
+    assert top2.explain(image)[0].class_ids == (1, 2)
+    every = Explainer(session, ExplainConfig(classes=ClassSelection.parse("all")))
+    assert every.explain(image)[0].class_ids == (0, 1, 2)
+    fixed = Explainer(session, ExplainConfig(classes=ClassSelection.parse("blue,0")))
+    assert fixed.explain(image)[0].class_ids == (2, 0)
+
+
+def test_per_image_labels(session: CamSession) -> None:
+    explainer = Explainer(session)
+    results = explainer.explain([_image(1, 2, 3), _image(3, 2, 1)], labels=[["green"], [0, 2]])
+    assert [r.class_ids for r in results] == [(1,), (0, 2)]
+    with pytest.raises(InputError, match="1 label lists for 2 images"):
+        explainer.explain([_image(1, 2, 3)] * 2, labels=[[0]])
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["gren"], r"class 'gren' is not one of the model's classes \(closest: green"),
+        ([7], r"class id 7 is out of range: the model has 3 classes \(0..2\)"),
+    ],
+)
+def test_unknown_classes(session: CamSession, labels: list[Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Explainer(session).explain(_image(1, 2, 3), labels=[labels])
+    with pytest.raises(ConfigError, match=message):
+        Explainer(session, ExplainConfig(classes=ClassSelection("fixed", labels=tuple(labels))))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("predicted", ClassSelection("predicted")),
+        ("top-3", ClassSelection("top-k", k=3)),
+        ("top5", ClassSelection("top-k", k=5)),
+        ("cat, 3", ClassSelection("fixed", labels=("cat", 3))),
+    ],
+)
+def test_parse_selection(text: str, expected: ClassSelection) -> None:
+    assert ClassSelection.parse(text) == expected
+
+
+def test_selection_errors() -> None:
+    with pytest.raises(ConfigError, match="k >= 1"):
+        ClassSelection.parse("top-0")
+    with pytest.raises(ConfigError, match="needs labels"):
+        ClassSelection("fixed")
+    with pytest.raises(ConfigError, match="threshold 2 is outside"):
+        ClassSelection(threshold=2)
+    with pytest.raises(ConfigError, match="batch_size 0"):
+        ExplainConfig(batch_size=0)
+
+
+def test_grayscale_is_converted() -> None:
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rgb = prepare_image(gray)
+    assert rgb.shape == (3, 4, 3)
+    np.testing.assert_array_equal(rgb[..., 2], gray)
+    np.testing.assert_array_equal(prepare_image(gray[..., None]), rgb)
+
+
+def test_rgba_is_refused_or_dropped() -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    with pytest.raises(InputError, match=r"image 3 has 4 channels \(RGBA\).*alpha='drop'"):
+        prepare_image(rgba, 3)
+    assert prepare_image(rgba, alpha="drop").shape == (4, 4, 3)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((4, 4, 3), np.uint16), "dtype uint16; expected uint8 RGB"),
+        (np.zeros((0, 4, 3), np.uint8), "it is empty"),
+        (np.full((4, 4, 3), np.nan, np.float32), "48 non-finite values"),
+        (np.full((4, 4, 3), 300.0), r"values in \[300, 300\]; expected RGB in 0..255"),
+        (np.zeros((4, 4, 2), np.uint8), r"shape \(4, 4, 2\); expected \(H, W, 3\)"),
+        ([[1, 2]], "is a list; expected a NumPy array"),
+    ],
+)
+def test_bad_images(image: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        prepare_image(image)
+
+
+def test_float_images_are_accepted() -> None:
+    x = np.full((2, 2, 3), 127.6)
+    assert prepare_image(x).dtype == np.uint8 and prepare_image(x)[0, 0, 0] == 128
+
+
+def test_empty_batch_and_too_small(session: CamSession) -> None:
+    explainer = Explainer(session)
+    with pytest.raises(InputError, match="the batch is empty"):
+        explainer.explain([])
+    with pytest.raises(
+        InputError, match="image 1 is 3x9 pixels, smaller than the model's output stride 4"
+    ):
+        explainer.explain([_image(1, 1, 1), _image(1, 1, 1, (3, 9))])
+
+
+def test_batch_array_and_timings(session: CamSession) -> None:
+    timings: dict[str, float] = {}
+    results = Explainer(session).explain(np.zeros((3, 8, 12, 3), np.uint8), timings=timings)
+    assert len(results) == 3 and all(r.size == (8, 12) for r in results)
+    assert set(timings) == {"prepare", "resize_input", "model", "merge"}
+    assert all(v >= 0 for v in timings.values())
