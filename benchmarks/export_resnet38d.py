@@ -37,8 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "resnet38d.onnx"
         for i in range(args.repeat):
-            cmd = [str(script), "export", "resnet38d", "--weights", "none", "-o", str(out),
-                   "--output", args.output_kind]  # fmt: skip
+            cmd = [
+                str(script),
+                "export",
+                "resnet38d",
+                "--weights",
+                "none",
+                "-o",
+                str(out),
+                "--output",
+                args.output_kind,
+            ]
             run = run_process(cmd, env)
             if run.returncode != 0:
                 print(run.stderr, file=sys.stderr)
@@ -48,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             rss.append(run.peak_rss_mib)
             errors.append(max(rel))
             size = out.stat().st_size
-            print(f"run {i}: {run.seconds:.1f} s, peak RSS {run.peak_rss_mib:.0f} MiB, "
-                  f"max relative error {max(rel):.2g}")  # fmt: skip
+            print(
+                f"run {i}: {run.seconds:.1f} s, peak RSS {run.peak_rss_mib:.0f} MiB, "
+                f"max relative error {max(rel):.2g}"
+            )
     t, m = summarize(samples), summarize(rss)
     ok = t.median <= GOAL_SECONDS and m.maximum <= GOAL_RSS_MIB
     verdict = "met" if ok else "NOT met"
@@ -66,11 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_results(
         args.name,
-        {"output": args.output_kind, "seconds": samples, "peak_rss_mib": rss,
-         "max_rel_error": errors, "onnx_bytes": size, "goal_met": ok,
-         "summary": {"seconds": t, "peak_rss_mib": m}},
+        {
+            "output": args.output_kind,
+            "seconds": samples,
+            "peak_rss_mib": rss,
+            "max_rel_error": errors,
+            "onnx_bytes": size,
+            "goal_met": ok,
+            "summary": {"seconds": t, "peak_rss_mib": m},
+        },
         table,
-    )  # fmt: skip
+    )
     return 0 if ok else 2
 
 

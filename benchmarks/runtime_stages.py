@@ -32,8 +32,18 @@ def resnet38d_file(output: str = "cam") -> Path:
     if not path.is_file():
         CACHE.mkdir(exist_ok=True)
         script = Path(sys.executable).with_name("cam-rt")
-        cmd = [str(script), "export", "resnet38d", "--weights", "none", "-o", str(path),
-               "--output", output, "--quiet"]  # fmt: skip
+        cmd = [
+            str(script),
+            "export",
+            "resnet38d",
+            "--weights",
+            "none",
+            "-o",
+            str(path),
+            "--output",
+            output,
+            "--quiet",
+        ]
         subprocess.run(cmd, check=True)
     return path
 
@@ -61,25 +71,39 @@ def main(argv: list[str] | None = None) -> int:
         total = time.perf_counter() - start
         totals.append(total)
         stages.append(timings)
-        print(f"run {i}: total {total * 1e3:.1f} ms, " +
-              ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items()))  # fmt: skip
+        print(
+            f"run {i}: total {total * 1e3:.1f} ms, "
+            + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items())
+        )
     t = summarize(totals)
     names = list(stages[0])
     medians = {k: summarize([s[k] for s in stages]).median for k in names}
     other = t.median - medians["model"]
     share = other / t.median
-    print(f"median total {t.median * 1e3:.1f} ms (IQR {t.iqr * 1e3:.1f}); outside ONNX Runtime "
-          f"{other * 1e3:.1f} ms = {share:.1%} (goal <= 5%)")  # fmt: skip
+    print(
+        f"median total {t.median * 1e3:.1f} ms (IQR {t.iqr * 1e3:.1f}); outside ONNX Runtime "
+        f"{other * 1e3:.1f} ms = {share:.1%} (goal <= 5%)"
+    )
     rows = "".join(f"| {k} | {v * 1e3:.1f} | {v / t.median:.1%} |\n" for k, v in medians.items())
     table = (
         f"{model.name}, {args.size}x{args.size}, TTA scales 0.5/1/1.5/2 + flip ({args.mode})\n\n"
-        "| stage | median ms | share |\n|---|---|---|\n" + rows +
-        f"| **total** | {t.median * 1e3:.1f} | 100% |\n| outside ONNX Runtime | "
+        "| stage | median ms | share |\n|---|---|---|\n"
+        + rows
+        + f"| **total** | {t.median * 1e3:.1f} | 100% |\n| outside ONNX Runtime | "
         f"{other * 1e3:.1f} | {share:.1%} |\n"
-    )  # fmt: skip
-    write_results(args.name, {"model": model.name, "size": args.size, "mode": args.mode,
-                              "totals": totals, "stages": stages, "share_outside_ort": share},
-                  table)  # fmt: skip
+    )
+    write_results(
+        args.name,
+        {
+            "model": model.name,
+            "size": args.size,
+            "mode": args.mode,
+            "totals": totals,
+            "stages": stages,
+            "share_outside_ort": share,
+        },
+        table,
+    )
     return 0
 
 

@@ -58,16 +58,27 @@ class ExportConfig:
             raise ConfigError(
                 f"preprocess '{self.preprocess}' is unknown: use one of {', '.join(PREPROCESSING)}"
             )
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+        if isinstance(self.opset, int) and not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ConfigError(
                 f"opset {self.opset} is out of range: use {MIN_OPSET}..{MAX_OPSET} (default 17)"
             )
-        if not self.check_sizes:
-            raise ConfigError("check_sizes is empty: give at least one (height, width)")
-        for size in self.check_sizes:
-            if len(size) != 2 or min(size) < 8:
+        if not isinstance(self.opset, int) or isinstance(self.opset, bool):
+            raise ConfigError(f"opset {self.opset!r} must be an integer")
+        sizes = self.check_sizes
+        if len(sizes) < 2:
+            raise ConfigError(
+                f"check_sizes {sizes} has fewer than 2 sizes: give two or more (height, width), "
+                "one of them odd, e.g. 97x131,160x224"
+            )
+        for size in sizes:
+            if (
+                not isinstance(size, (tuple, list))
+                or len(size) != 2
+                or not all(isinstance(v, int) for v in size)
+                or min(size) < 8
+            ):
                 raise ConfigError(
-                    f"check size {size} is invalid: give (height, width), each at least 8"
+                    f"check size {size!r} is invalid: give (height, width), each at least 8"
                 )
         if self.tolerance is not None and not self.tolerance > 0:
             raise ConfigError(f"tolerance {self.tolerance} must be a positive number")

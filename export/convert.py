@@ -56,16 +56,25 @@ def explicit_dilated_convs(model: Any) -> Iterator[int]:
         channels_last = layer.data_format == "channels_last"
         same = layer.padding == "same"
 
-        def op(inputs: Any, kernel: Any, _d: tuple[int, ...] = dil, _same: bool = same,
-               _last: bool = channels_last) -> Any:  # fmt: skip
+        def op(
+            inputs: Any,
+            kernel: Any,
+            _d: tuple[int, ...] = dil,
+            _same: bool = same,
+            _last: bool = channels_last,
+        ) -> Any:
             kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
             ph, pw = (_d[0] * (kh - 1), _d[1] * (kw - 1)) if _same else (0, 0)
             hw = [[ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2]]
             pads = [[0, 0], *hw, [0, 0]] if _last else [[0, 0], [0, 0], *hw]
             return tf.nn.conv2d(
-                inputs, kernel, strides=1, padding=pads, dilations=list(_d),
+                inputs,
+                kernel,
+                strides=1,
+                padding=pads,
+                dilations=list(_d),
                 data_format="NHWC" if _last else "NCHW",
-            )  # fmt: skip
+            )
 
         layer.convolution_op = op
         patched.append(layer)

@@ -62,12 +62,14 @@ def build_resnet38d(
     keras_module: ModuleType | None = None,
     legacy_names: bool = False,
     activation: str = "sigmoid",
+    seed: int | None = None,
 ) -> Any:
     """Build ResNet38-d with random weights.
 
     ``width`` scales every channel count (1.0 is the real model; tests use small widths with the
     same layer names and layout). ``keras_module`` is Keras 3 by default; pass ``tf_keras`` with
-    ``legacy_names=True`` to get the released files' exact layer names.
+    ``legacy_names=True`` to get the released files' exact layer names. ``seed`` makes the
+    random kernels reproducible without touching the global random state.
     """
     if keras_module is None:
         from ._deps import import_keras
@@ -81,11 +83,24 @@ def build_resnet38d(
     def nm(name: str) -> str:
         return name if legacy_names else keras_name(name)
 
+    counter = iter(range(10_000))
+
+    def init() -> Any:
+        if seed is None:
+            return "glorot_uniform"
+        return keras_module.initializers.GlorotUniform(seed=seed + next(counter))
+
     def conv(x: Any, name: str, filters: int, k: int, stride: int = 1, dilation: int = 1) -> Any:
         return layers.Conv2D(
-            ch(filters), k, strides=stride, dilation_rate=dilation, padding="same",
-            use_bias=False, name=nm(name),
-        )(x)  # fmt: skip
+            ch(filters),
+            k,
+            strides=stride,
+            dilation_rate=dilation,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=init(),
+            name=nm(name),
+        )(x)
 
     def bn(x: Any, name: str) -> Any:
         return layers.BatchNormalization(name=nm(name))(x)
@@ -119,7 +134,7 @@ def build_resnet38d(
         r = conv(r, f"{p}/b4/cv", out, 1)
         x = layers.Add(name=nm(f"{p}/add"))([shortcut, r])
     x = relu(bn(x, "s5/bn"), "s5/ac")
-    x = layers.Conv2D(classes, 1, use_bias=False, name="logits")(x)
+    x = layers.Conv2D(classes, 1, use_bias=False, kernel_initializer=init(), name="logits")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = layers.Activation(activation, name="predictions")(x)
     return keras_module.Model(inputs, outputs, name="resnet38d")

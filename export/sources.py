@@ -121,8 +121,7 @@ def _load_builtin(name: str, weights: str | None, num_classes: int | None) -> Lo
         )
     classes = num_classes or 20
     if weights.lower() == "none":
-        import_keras().utils.set_random_seed(0)
-        model = build_resnet38d(classes)
+        model = build_resnet38d(classes, seed=0)
         return LoadedModel(model, "keras", "random-init-seed-0", f"{name} (random weights)", name)
     wpath = Path(weights)
     if not wpath.is_file():
@@ -137,10 +136,15 @@ def _load_keras(path: Path) -> LoadedModel:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
+        text = _first_line(exc)
+        hint = "is it a .keras file saved by Keras 3?"
+        if any(w in text.lower() for w in ("custom", "unknown layer", "could not locate")):
+            hint = (
+                "register custom layers (keras.saving.register_keras_serializable) or pass the "
+                "model object to cam_rt.export.export_model"
+            )
         raise ModelLoadError(
-            f"Keras cannot load {path} ({type(exc).__name__}: {_first_line(exc)}); custom layers "
-            "must be registered (keras.saving.register_keras_serializable) or pass the model "
-            "object to cam_rt.export.export_model"
+            f"Keras cannot load {path} ({type(exc).__name__}: {text}): {hint}"
         ) from exc
     return LoadedModel(model, "keras", _sha256_file(path), path.name)
 

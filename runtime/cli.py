@@ -12,7 +12,9 @@ Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -61,6 +63,230 @@ def _root(
     """cam-rt: class activation maps with ONNX Runtime."""
 
 
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_scales(text: str) -> tuple[float, ...]:
+    from .errors import ConfigError
+
+    try:
+        return tuple(float(v) for v in _split(text))
+    except ValueError:
+        raise ConfigError(f"--scales '{text}' is not a list of numbers: e.g. 0.5,1,1.5,2") from None
+
+
+@app.command("run")
+def run_command(
+    model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
+    inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+    outdir: Path = typer.Option(..., "-o", "--outdir", help="Folder for the outputs."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Multi-scale + flip TTA."),
+    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="TTA horizontal flip."),
+    tta_mode: str = typer.Option(
+        "mean", "--tta-mode", help="mean, keras-explainable (seed parity) or occse."
+    ),
+    classes: str = typer.Option(
+        "predicted", "--classes", help="predicted, all, top-K, or a list of names/ids."
+    ),
+    threshold: float = typer.Option(
+        0.5, "--threshold", help="Probability for 'predicted' (multi-label models)."
+    ),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Per-image labels: JSON {name: [labels]} or 'name label ...' lines."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto, cpu, cuda, tensorrt or openvino (comma list allowed)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
+    bg_threshold: float = typer.Option(
+        0.3, "--bg-threshold", help="Background score of the segmentation seeds."
+    ),
+    save: str = typer.Option(
+        "overlay,maps", "--save", help="Any of overlay,heatmap,maps,seeds,boxes."
+    ),
+    grid_file: Path | None = typer.Option(
+        None, "--grid", help="Also write a grid picture of the first images."
+    ),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Resume: skip images whose outputs all exist."
+    ),
+    max_pixels: int = typer.Option(
+        100_000_000, "--max-pixels", help="Refuse larger images (decompression bombs)."
+    ),
+    alpha: str = typer.Option("error", "--alpha", hidden=True),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
+) -> None:
+    """Compute CAMs for images and write overlays, maps, seeds and boxes.
+
+    Exit code: 0 all done, 2 some inputs failed, 1 nothing could run, 130 interrupted.
+    """
+    import signal
+
+    from .explain import ClassSelection, ExplainConfig, Explainer
+    from .runner import RunConfig, Runner, discover_inputs, load_labels
+    from .session import CamSession, SessionConfig
+    from .tta import TTAConfig
+
+    tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
+    explain_config = ExplainConfig(
+        tta=tta_config,
+        classes=ClassSelection.parse(classes, threshold),
+        batch_size=batch_size,
+        alpha=alpha,  # type: ignore[arg-type]
+    )
+    run_config = RunConfig(
+        save=tuple(_split(save)),
+        bg_threshold=bg_threshold,
+        max_pixels=max_pixels,
+        skip_existing=skip_existing,
+        grid=grid_file,
+    )
+    items = discover_inputs(inputs)
+    label_map = load_labels(labels) if labels is not None else None
+    session = CamSession(model, SessionConfig(providers=tuple(_split(device))))
+    explainer = Explainer(session, explain_config)
+    progress = _Progress(quiet)
+    runner = Runner(explainer, outdir, run_config, label_map, progress.event)
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        with progress:
+            summary = runner.run(items)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not quiet or summary.failed or summary.interrupted:
+        state = "interrupted" if summary.interrupted else "done"
+        typer.echo(
+            f"cam-rt: {state}: {summary.done} written, {summary.skipped} skipped, "
+            f"{summary.failed} failed of {summary.total} in {summary.seconds:.1f} s "
+            f"-> {outdir}/results.jsonl",
+            err=True,
+        )
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class _Progress:
+    """A rich progress bar on a terminal, periodic plain lines otherwise, nothing if quiet."""
+
+    def __init__(self, quiet: bool, every: float = 5.0) -> None:
+        self.quiet = quiet
+        self.every = every
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        self._done = 0
+        self._total = 0
+        self._start = 0.0
+        self._last = 0.0
+
+    def __enter__(self) -> _Progress:
+        import time
+
+        self._start = self._last = time.perf_counter()
+        if self.tty and not self.quiet:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("cam-rt"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def _say(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            typer.echo(text, err=True)
+
+    def event(self, kind: str, data: Any) -> None:
+        import time
+
+        if kind == "start":
+            self._total = data["total"] - data["skipped"]
+            if data["skipped"]:
+                self._say(f"cam-rt: skipping {data['skipped']} images whose outputs exist")
+            if self._bar is not None:
+                self._task = self._bar.add_task("run", total=self._total, rate="")
+            return
+        if kind == "conversion":
+            self._say(f"cam-rt: note: converting {data['kind']} images (first: {data['name']})")
+            return
+        if kind == "failed":
+            record = data["record"]
+            self._say(f"cam-rt: failed: {record['name']}: {record['error']}")
+        self._done += 1
+        now = time.perf_counter()
+        rate = self._done / max(now - self._start, 1e-9)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._done, rate=f"{rate:.2f} img/s")
+        elif not self.quiet and (now - self._last >= self.every or self._done == self._total):
+            self._last = now
+            left = (self._total - self._done) / rate if rate > 0 else 0
+            self._say(
+                f"cam-rt: {self._done}/{self._total} images, {rate:.2f} img/s, ETA {left:.0f} s"
+            )
+
+
+@app.command("info")
+def info_command(
+    model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Inputs, outputs, metadata and classes of a model, and the providers this machine has."""
+    import json
+
+    from .doctor import model_info
+
+    info = model_info(model)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key in ("inputs", "outputs"):
+            for io in value:
+                shape = "x".join(str(d) for d in io["shape"])
+                typer.echo(f"{key[:-1]:<18} {io['name']} ({shape}) {io['type']}")
+        elif key == "classes":
+            typer.echo(f"{'classes':<18} {len(value)}: {', '.join(value)}")
+        else:
+            typer.echo(f"{key:<18} {value}")
+
+
+@app.command("doctor")
+def doctor_command() -> None:
+    """Check the environment: ONNX Runtime packages and providers, GPU libraries, export."""
+    from .doctor import environment_checks
+
+    checks = environment_checks()
+    for check in checks:
+        typer.echo(f"{check.level:>7}  {check.name:<13} {check.detail}")
+    if any(c.level == "error" for c in checks):
+        raise typer.Exit(1)
+
+
 _registered = False
 
 
@@ -80,7 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["--version"]:  # answer without loading plug-ins
         print(f"cam-rt {__version__}")
         return
+    warnings.showwarning = _show_warning
     get_app()(args=args, prog_name="cam-rt")
+
+
+def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
+    print(f"cam-rt: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

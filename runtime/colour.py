@@ -54,6 +54,11 @@ def class_colours(class_ids: Sequence[int]) -> np.ndarray:
     return _PALETTE[(ids % 254) + 1]
 
 
+def _check_rgb(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+        raise InputError(f"picture has shape {image.shape}; expected RGB (H, W, 3)")
+
+
 def _check_maps(maps: np.ndarray, class_ids: Sequence[int]) -> None:
     if maps.ndim != 3 or maps.shape[-1] != len(class_ids):
         raise InputError(
@@ -76,8 +81,9 @@ def blend(image: np.ndarray, overlay: np.ndarray, alpha: float = 0.5) -> np.ndar
     """``(1 - alpha) * image + alpha * overlay`` as RGB uint8; overlay is float in [0, 1]."""
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha {alpha} is outside [0, 1]")
-    if image.shape[:2] != overlay.shape[:2]:
-        raise InputError(f"image {image.shape} and overlay {overlay.shape} differ in size")
+    _check_rgb(image)
+    if overlay.shape != image.shape:
+        raise InputError(f"image {image.shape} and overlay {overlay.shape} differ in shape")
     out = (1.0 - alpha) * image.astype(np.float32) + alpha * 255.0 * overlay
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -101,6 +107,9 @@ def heatmap_overlay(
     """
     if not 0.0 <= image_weight <= 1.0:
         raise ConfigError(f"image_weight {image_weight} is outside [0, 1]")
+    _check_rgb(image)
+    if single_map.shape != image.shape[:2]:
+        raise InputError(f"map {single_map.shape} and image {image.shape} differ in size")
     heat = heatmap(single_map, colormap).astype(np.float32) / 255.0
     mixed = (1.0 - image_weight) * heat + image_weight * image.astype(np.float32) / 255.0
     mixed = mixed / max(float(mixed.max()), 1e-12)
@@ -128,6 +137,7 @@ def grid(
     sheet = np.full((rows * (cell + bar), columns * cell, 3), 255, dtype=np.uint8)
     for index, picture in enumerate(pictures):
         pic = picture if picture.ndim == 3 else np.repeat(picture[..., None], 3, axis=2)
+        _check_rgb(pic)
         h, w = pic.shape[:2]
         scale = min(cell / h, cell / w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))

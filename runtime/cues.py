@@ -33,8 +33,11 @@ def seeds(maps: np.ndarray, class_ids: Sequence[int], bg_threshold: float) -> np
     h, w, _ = maps.shape
     stack = np.concatenate([np.full((h, w, 1), bg_threshold, np.float32), maps], axis=2)
     winner = np.argmax(stack, axis=2)
-    labels = np.concatenate([[0], np.asarray(class_ids, dtype=np.int64) + 1])
-    dtype = np.uint8 if labels.max() <= 255 else np.uint16
+    ids = np.asarray(class_ids, dtype=np.int64)
+    if ids.size and ids.min() < 0:
+        raise InputError(f"class ids must be >= 0; got {ids.min()}")
+    labels = np.concatenate([[0], ids + 1])
+    dtype = np.uint8 if labels.max() < 255 else np.uint16  # 255 is VOC's void label
     out: np.ndarray = labels[winner].astype(dtype)
     return out
 

@@ -44,6 +44,10 @@ class ClassSelection:
     labels: tuple[Label, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or isinstance(self.k, bool):
+            raise ConfigError(f"top-k needs an integer k, got {self.k!r}")
+        if not isinstance(self.threshold, (int, float)):
+            raise ConfigError(f"threshold {self.threshold!r} must be a number in [0, 1]")
         if self.mode not in ("predicted", "all", "top-k", "fixed"):
             raise ConfigError(
                 f"class selection '{self.mode}' is unknown: use predicted, all, top-K or a list"
@@ -81,6 +85,8 @@ class ExplainConfig:
     alpha: AlphaPolicy = "error"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool):
+            raise ConfigError(f"batch_size {self.batch_size!r} must be an integer >= 1")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size {self.batch_size} must be >= 1")
         if self.alpha not in ("error", "drop"):
@@ -188,8 +194,15 @@ class Explainer:
         with _stage(timings, "prepare"):
             items = as_image_list(images)
             prepared = [prepare_image(img, i, cfg.alpha) for i, img in enumerate(items)]
-            if labels is not None and len(labels) != len(prepared):
-                raise InputError(f"{len(labels)} label lists for {len(prepared)} images")
+            if labels is not None:
+                if isinstance(labels, (str, bytes)) or any(
+                    isinstance(lab, (str, bytes)) or not isinstance(lab, Sequence) for lab in labels
+                ):
+                    raise InputError(
+                        "labels must hold one list per image, e.g. [['cat', 'dog'], [7]]"
+                    )
+                if len(labels) != len(prepared):
+                    raise InputError(f"{len(labels)} label lists for {len(prepared)} images")
             chosen = [self.resolve_labels(lab) for lab in labels] if labels is not None else None
             stride = self.session.output_stride
             for i, img in enumerate(prepared):

@@ -25,8 +25,13 @@ def as_image_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]
             raise InputError(
                 f"images have shape {images.shape}; expected (H, W, 3), (N, H, W, 3) or a list"
             )
-    else:
+    elif isinstance(images, Sequence):
         items = list(images)
+    else:
+        raise InputError(
+            f"images is a {type(images).__name__}; expected an array (H, W, 3), a batch "
+            "(N, H, W, 3) or a list of arrays"
+        )
     if not items:
         raise InputError("the batch is empty: pass at least one image")
     return items

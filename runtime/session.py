@@ -16,7 +16,13 @@ from typing import Any, Literal
 import numpy as np
 
 from .cam import weight_features
-from .errors import ConfigError, MissingDependencyError, ModelLoadError, ProviderError
+from .errors import (
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    ModelLoadError,
+    ProviderError,
+)
 from .metadata import INPUT_NAME, SCORES_NAME, ModelMetadata, Preprocessing
 
 __all__ = [
@@ -68,16 +74,16 @@ def resolve_providers(
     last, as the fallback.
     """
     available = list(available) if available is not None else available_providers()
+    if isinstance(requested, str):
+        requested = requested.split(",")
     names = [r.strip().lower() for r in requested if r.strip()]
     if not names:
         raise ConfigError("no execution provider given: use auto, cpu, cuda, tensorrt or openvino")
-    if names == ["auto"]:
-        names = list(_AUTO_ORDER)
-        explicit = False
-    else:
-        explicit = True
     out: list[str] = []
     for name in names:
+        if name == "auto":  # the best available, never warned about
+            out.extend(PROVIDERS[n] for n in _AUTO_ORDER if PROVIDERS[n] in available)
+            continue
         full = PROVIDERS.get(name)
         if full is None:
             if name in (p.lower() for p in available):
@@ -89,19 +95,16 @@ def resolve_providers(
                     f"{', '.join(available) or 'none'})"
                 )
         if full in available:
-            if full not in out:
-                out.append(full)
-        elif explicit:
+            out.append(full)
+        else:
             warnings.warn(
                 f"execution provider '{name}' ({full}) is not available in this onnxruntime "
                 f"(it offers {', '.join(available)}); using CPU instead",
                 ProviderFallbackWarning,
                 stacklevel=2,
             )
-    if "CPUExecutionProvider" in out:
-        out.remove("CPUExecutionProvider")
-    out.append("CPUExecutionProvider")
-    return out
+    unique = [p for p in dict.fromkeys(out) if p != "CPUExecutionProvider"]
+    return [*unique, "CPUExecutionProvider"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +116,16 @@ class SessionConfig:
     provider_options: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.providers, str):  # "cuda" or "cuda,cpu"
+            object.__setattr__(self, "providers", tuple(self.providers.split(",")))
         if not self.providers:
             raise ConfigError("providers is empty: use ('auto',) or e.g. ('cuda', 'cpu')")
-        if self.intra_op_threads < 0:
-            raise ConfigError(f"intra_op_threads {self.intra_op_threads} must be >= 0")
+        threads = self.intra_op_threads
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+            raise ConfigError(f"intra_op_threads {threads!r} must be an integer >= 0")
+        # Provider options may be keyed by short names ("cuda") or ONNX Runtime names.
+        options = tuple((PROVIDERS.get(k.lower(), k), dict(v)) for k, v in self.provider_options)
+        object.__setattr__(self, "provider_options", options)
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,15 @@ class PlainModel:
     class_names: tuple[str, ...] | None = None
     preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(mode="none"))
     input_name: str | None = None
-    output_stride: int = 0  # 0: measured on the first run
+    output_stride: int = 0  # 0: measured when the session opens
+
+    def __post_init__(self) -> None:
+        if self.maps_kind not in ("features", "cams"):
+            raise ConfigError(f"maps_kind '{self.maps_kind}' is unknown: use features or cams")
+        if self.activation not in ("sigmoid", "softmax"):
+            raise ConfigError(f"activation '{self.activation}' is unknown: use sigmoid or softmax")
+        if self.output_stride < 0:
+            raise ConfigError(f"output_stride {self.output_stride} must be >= 0")
 
 
 class CamSession:
@@ -194,7 +211,7 @@ class CamSession:
         else:
             self._init_plain(plain)
         self._check_io()
-        self._stride = self.metadata.output_stride
+        self._stride = self.metadata.output_stride or self._measure_stride()
 
     def _init_plain(self, plain: PlainModel) -> None:
         inputs = self._session.get_inputs()
@@ -244,6 +261,11 @@ class CamSession:
             cam_weights=weights,
         )
 
+    def _measure_stride(self) -> int:
+        """Input/map size ratio of a plain file, from one run on a 64x64 probe."""
+        _, maps = self.run(np.zeros((1, 64, 64, 3), np.float32))
+        return max(1, round(64 / int(maps.shape[1])))
+
     def _check_io(self) -> None:
         inputs = {i.name: i.shape for i in self._session.get_inputs()}
         outputs = [o.name for o in self._session.get_outputs()]
@@ -263,11 +285,39 @@ class CamSession:
                     f"{self.path} has outputs {outputs}; expected '{self._scores}' and "
                     f"'{self._maps}': export it with 'cam-rt export' or name its outputs"
                 )
-        if self._weights is not None and self._weights.shape[1] != self.metadata.num_classes:
-            raise ModelLoadError(
-                f"CAM weights have {self._weights.shape[1]} classes but the model has "
-                f"{self.metadata.num_classes} class names"
-            )
+        shapes = {o.name: o.shape for o in self._session.get_outputs()}
+        n = self.metadata.num_classes
+        static = {"scores": shapes[self._scores][-1]}
+        if self._weights is not None:
+            static["CAM weights"] = self._weights.shape[1]
+            k = shapes[self._maps][-1]
+            if isinstance(k, int) and k != self._weights.shape[0]:
+                raise ModelLoadError(
+                    f"{self.path} output '{self._maps}' has {k} channels but the CAM weights "
+                    f"expect {self._weights.shape[0]}"
+                )
+        else:
+            static["maps"] = shapes[self._maps][-1]
+        for what, count in static.items():
+            if isinstance(count, int) and count != n:
+                raise ModelLoadError(
+                    f"{self.path}: the {what} have {count} classes but {n} class names were "
+                    "given: pass one name per class"
+                )
+
+    def describe_inputs(self) -> list[dict[str, Any]]:
+        """Name, shape (dims as numbers or names) and type of each model input."""
+        return [
+            {"name": i.name, "shape": list(i.shape), "type": i.type}
+            for i in self._session.get_inputs()
+        ]
+
+    def describe_outputs(self) -> list[dict[str, Any]]:
+        """Name, shape and type of each model output."""
+        return [
+            {"name": o.name, "shape": list(o.shape), "type": o.type}
+            for o in self._session.get_outputs()
+        ]
 
     @property
     def output_stride(self) -> int:
@@ -281,25 +331,25 @@ class CamSession:
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores (N, L) and CAMs (N, h, w, L) for a float32 (N, H, W, 3) RGB 0..255 batch."""
         if batch.ndim != 4 or batch.shape[-1] != 3:
-            raise ConfigError(f"batch has shape {batch.shape}; expected (N, H, W, 3)")
+            raise InputError(f"batch has shape {batch.shape}; expected (N, H, W, 3)")
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if self._numpy_pre is not None:
             x = _apply_preprocessing(x, self._numpy_pre)
         try:
             scores, maps = self._session.run([self._scores, self._maps], {self._input: x})
         except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProviderError(
-                f"ONNX Runtime failed on a batch of shape {batch.shape}: {exc}"
+                f"ONNX Runtime failed on a batch of shape {batch.shape}: {first}"
             ) from exc
         if self._weights is not None:
             maps = weight_features(maps, self._weights)
-        if maps.ndim != 4 or scores.ndim != 2 or maps.shape[-1] != scores.shape[-1]:
+        n = self.metadata.num_classes
+        if maps.ndim != 4 or scores.ndim != 2 or maps.shape[-1] != n or scores.shape[-1] != n:
             raise ModelLoadError(
-                f"{self.path} gave scores {scores.shape} and maps {maps.shape}; expected (N, L) "
-                "and (N, h, w, L)"
+                f"{self.path} gave scores {scores.shape} and maps {maps.shape}; expected (N, {n}) "
+                f"and (N, h, w, {n}) for its {n} classes"
             )
-        if not self._stride:
-            self._stride = max(1, round(batch.shape[1] / maps.shape[1]))
         return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
 
 

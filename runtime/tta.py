@@ -22,7 +22,8 @@ resolution, then bilinear resize to (H, W).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,13 +59,20 @@ class TTAConfig:
     mode: TTAMode = "mean"
 
     def __post_init__(self) -> None:
-        if not self.scales:
+        if isinstance(self.scales, (str, bytes)) or not isinstance(self.scales, Iterable):
+            raise ConfigError(
+                f"scales {self.scales!r} must be a sequence of numbers, e.g. (0.5, 1)"
+            )
+        scales = tuple(self.scales)
+        if not scales:
             raise ConfigError("scales is empty: give at least one scale, e.g. --scales 1")
-        for s in self.scales:
-            if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
+        for s in scales:
+            ok = isinstance(s, numbers.Real) and not isinstance(s, bool)
+            if not (ok and math.isfinite(float(s)) and float(s) > 0):
                 raise ConfigError(
                     f"scale {s!r} is invalid: scales must be positive numbers, e.g. 0.5,1,1.5,2"
                 )
+        object.__setattr__(self, "scales", tuple(float(s) for s in scales))
         if self.mode not in TTA_MODES:
             modes = ", ".join(TTA_MODES)
             raise ConfigError(f"TTA mode '{self.mode}' is unknown: use one of {modes}")
@@ -93,8 +101,9 @@ def plan_passes(config: TTAConfig | None) -> tuple[Pass, ...]:
 def input_size(height: int, width: int, scale: float, mode: str | None) -> tuple[int, int]:
     """(h, w) of an input scaled by ``scale``: truncation for keras-explainable, else round
     half to even (Python's ``round``); at least 1 pixel."""
-    if mode == "keras-explainable":
-        h, w = int(scale * height), int(scale * width)
+    if mode == "keras-explainable":  # tf.cast(float32 scale * float32 size, int32)
+        h = int(np.float32(scale) * np.float32(height))
+        w = int(np.float32(scale) * np.float32(width))
     else:
         h, w = round(scale * height), round(scale * width)
     return max(1, h), max(1, w)

@@ -58,7 +58,13 @@ def tta(
     for s in [1.0, *scales]:
         for flip in (False, True) if hflip else (False,):
             xi = tf.image.flip_left_right(x) if flip else x
-            size = (int(s * height), int(s * width))
+            # keras-explainable computes the size in TensorFlow: float32 product, then int32.
+            size = tuple(
+                int(v)
+                for v in tf.cast(
+                    tf.constant(s, tf.float32) * tf.constant([height, width], tf.float32), tf.int32
+                ).numpy()
+            )
             if size != (height, width):
                 xi = tf.image.resize(xi, size, method="bilinear")
             scores, maps = cam(model, weights, xi, indices)

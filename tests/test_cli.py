@@ -63,10 +63,23 @@ def test_export_subprocess(tmp_path: Path, keras_file: Path) -> None:
     names = tmp_path / "names.txt"
     names.write_text("\n".join("abcde"))
     proc = subprocess.run(
-        [str(script), "export", str(keras_file), "-o", str(out), "--classes", str(names),
-         "--check-sizes", "97x131,64x64", "--output", "features"],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )  # fmt: skip
+        [
+            str(script),
+            "export",
+            str(keras_file),
+            "-o",
+            str(out),
+            "--classes",
+            str(names),
+            "--check-sizes",
+            "97x131,64x64",
+            "--output",
+            "features",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "check features 1x97x131" in proc.stderr
     assert "check   scores 2x64x64" in proc.stderr

@@ -23,8 +23,11 @@ from .onnx_models import channel_model
 
 @pytest.fixture
 def session(tmp_path: Path) -> CamSession:
-    return CamSession(channel_model(tmp_path / "m.onnx", channels=3, stride=4,
-                                    class_names=("red", "green", "blue")))  # fmt: skip
+    return CamSession(
+        channel_model(
+            tmp_path / "m.onnx", channels=3, stride=4, class_names=("red", "green", "blue")
+        )
+    )
 
 
 def _image(r: int, g: int, b: int, size: tuple[int, int] = (8, 8)) -> np.ndarray:

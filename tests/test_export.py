@@ -73,8 +73,10 @@ def test_metadata_and_graph(tmp_path: Path, keras_file: Path) -> None:
     (inp,) = model.graph.input
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert (inp.name, dims) == ("images", ["batch", "height", "width", 3])
-    outputs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
-               for o in model.graph.output}  # fmt: skip
+    outputs = {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+        for o in model.graph.output
+    }
     assert outputs == {"scores": ["batch", 5], "cams": ["batch", "map_height", "map_width", 5]}
     ops = {n.op_type for n in model.graph.node}
     assert not ops & (FORBIDDEN_OPS | {"Shape", "Gather", "Concat"}), ops

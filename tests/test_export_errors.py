@@ -176,8 +176,11 @@ def test_failed_check_leaves_nothing(out_dir: Path, conv_head_model: Any) -> Non
         ({"activation": "relu"}, "activation 'relu' is unknown"),
         ({"preprocess": "imagenet"}, "preprocess 'imagenet' is unknown"),
         ({"opset": 9}, "opset 9 is out of range"),
-        ({"check_sizes": ()}, "check_sizes is empty"),
-        ({"check_sizes": ((4, 100),)}, r"check size \(4, 100\) is invalid"),
+        ({"check_sizes": ()}, "fewer than 2 sizes"),
+        ({"check_sizes": ((97, 131),)}, "fewer than 2 sizes"),
+        ({"check_sizes": ((97, 131), (4, 100))}, r"check size \(4, 100\) is invalid"),
+        ({"check_sizes": (97, 131)}, r"check size 97 is invalid"),
+        ({"opset": "17"}, "opset '17' must be an integer"),
         ({"tolerance": 0.0}, "tolerance 0.0 must be a positive"),
     ],
 )

@@ -92,8 +92,13 @@ def test_export_small_resnet38d(tmp_path: Path, legacy_file: tuple[Path, Any]) -
     graph = onnx.load(str(out)).graph
     ops = [n.op_type for n in graph.node]
     assert not set(ops) & {"SpaceToDepth", "DepthToSpace", "BatchToSpace", "Shape", "Pad"}
-    dilations = {tuple(a.ints) for n in graph.node if n.op_type == "Conv"
-                 for a in n.attribute if a.name == "dilations"}  # fmt: skip
+    dilations = {
+        tuple(a.ints)
+        for n in graph.node
+        if n.op_type == "Conv"
+        for a in n.attribute
+        if a.name == "dilations"
+    }
     assert {(1, 1), (2, 2), (4, 4)} <= dilations
     x = images(1, 97, 131, seed=8)
     got = run_onnx(out, x)

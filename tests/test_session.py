@@ -87,12 +87,24 @@ def test_outputs_that_do_not_match(tmp_path: Path) -> None:
 
 def test_plain_model_with_npy_weights(tmp_path: Path) -> None:
     """A two-output file exported elsewhere works when described, with weights from a .npy."""
-    path = channel_model(tmp_path / "plain.onnx", channels=2, kind="features", metadata=False,
-                         scores_name="logits", maps_name="feats")  # fmt: skip
+    path = channel_model(
+        tmp_path / "plain.onnx",
+        channels=2,
+        kind="features",
+        metadata=False,
+        scores_name="logits",
+        maps_name="feats",
+    )
     weights = np.asarray([[1, 0.5], [-1, 1]], np.float32)
     np.save(tmp_path / "w.npy", weights)
-    plain = PlainModel("logits", "feats", "features", tmp_path / "w.npy",
-                       class_names=("a", "b"), preprocessing=Preprocessing("x", scale=0.5))  # fmt: skip
+    plain = PlainModel(
+        "logits",
+        "feats",
+        "features",
+        tmp_path / "w.npy",
+        class_names=("a", "b"),
+        preprocessing=Preprocessing("x", scale=0.5),
+    )
     session = CamSession(path, plain=plain)
     x = np.random.default_rng(0).uniform(0, 255, (1, 6, 4, 3)).astype(np.float32)
     _, maps = session.run(x)
@@ -107,11 +119,15 @@ def test_plain_model_with_npy_weights(tmp_path: Path) -> None:
 
 def test_threads_give_single_threaded_results(tmp_path: Path) -> None:
     path = channel_model(tmp_path / "m.onnx", channels=3, offset=0.3)
-    explainer = Explainer(CamSession(path), ExplainConfig(TTAConfig((0.5, 1.0, 1.5), True),
-                                                          classes=ClassSelection("all")))  # fmt: skip
+    explainer = Explainer(
+        CamSession(path),
+        ExplainConfig(TTAConfig((0.5, 1.0, 1.5), True), classes=ClassSelection("all")),
+    )
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (int(h), int(w), 3), dtype=np.uint8)
-              for h, w in rng.integers(16, 64, (12, 2))]  # fmt: skip
+    images = [
+        rng.integers(0, 255, (int(h), int(w), 3), dtype=np.uint8)
+        for h, w in rng.integers(16, 64, (12, 2))
+    ]
     single = [explainer.explain(img)[0].maps for img in images]
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda img: explainer.explain(img)[0].maps, images * 3))

@@ -27,9 +27,17 @@ from .onnx_models import channel_model
 def test_plans() -> None:
     ke = plan_passes(TTAConfig((0.5, 1, 1.5, 2), True, "keras-explainable"))
     assert [(p.scale, p.flip) for p in ke] == [
-        (1, False), (1, True), (0.5, False), (0.5, True), (1, False), (1, True),
-        (1.5, False), (1.5, True), (2, False), (2, True),
-    ]  # fmt: skip
+        (1, False),
+        (1, True),
+        (0.5, False),
+        (0.5, True),
+        (1, False),
+        (1, True),
+        (1.5, False),
+        (1.5, True),
+        (2, False),
+        (2, True),
+    ]
     assert len(plan_passes(TTAConfig((0.5, 1, 1.5, 2), True, "mean"))) == 8
     assert plan_passes(TTAConfig((1, 1, 2), False, "occse")) == (Pass(1, False), Pass(2, False))
     assert plan_passes(None) == (Pass(1.0, False),)
