@@ -1,0 +1,127 @@
+"""Benchmark: ``cam-rt run`` throughput (images/s) and peak RSS over a folder of images.
+
+Each configuration runs ``cam-rt run`` in a fresh process on generated PNG images (shapes on
+smooth backgrounds, 96-192 px, like the demo data), as a user does: decode, TTA inference,
+encoding and atomic writes included. Two folder sizes show whether memory stays flat.
+
+    python benchmarks/cli_throughput.py [--model FILE.onnx] [--images 200,2000] [--tta]
+    python benchmarks/cli_throughput.py --resnet38d --images 20 --size 320
+
+Without --model the demo model is built and exported once to .bench-cache/demo.onnx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_process, write_results
+from runtime_stages import CACHE, resnet38d_file
+
+
+def demo_file() -> Path:
+    path = CACHE / "demo.onnx"
+    if not path.is_file():
+        CACHE.mkdir(exist_ok=True)
+        code = (
+            "from cam_rt.export.demo import build_demo_model\n"
+            f"build_demo_model().save({str(CACHE / 'demo.keras')!r})\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
+        cam_rt = str(Path(sys.executable).with_name("cam-rt"))
+        cmd = [cam_rt, "export", str(CACHE / "demo.keras"), "-o", str(path), "--quiet"]
+        subprocess.run(cmd, check=True)
+    return path
+
+
+def make_images(folder: Path, count: int, size: int | None, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        h, w = (size, size) if size else (int(v) for v in rng.integers(96, 193, 2))
+        ramp = np.linspace(0, 1, w)[None, :, None]
+        a, b = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
+        img = np.broadcast_to(a + (b - a) * ramp, (h, w, 3)).astype(np.uint8).copy()
+        r = max(4, min(h, w) // 6)
+        cy, cx = int(rng.integers(r, h - r)), int(rng.integers(r, w - r))
+        img[cy - r : cy + r, cx - r : cx + r] = rng.integers(0, 256, 3)
+        Image.fromarray(img).save(folder / f"img{i:05d}.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--resnet38d", action="store_true")
+    parser.add_argument("--images", default="200,2000", help="comma list of folder sizes")
+    parser.add_argument("--size", type=int, default=0, help="square side; 0: 96-192 px")
+    parser.add_argument("--tta", action="store_true", help="scales 0.5,1,1.5,2 + flip")
+    parser.add_argument("--save", default="overlay,maps")
+    parser.add_argument("--name", default="")
+    args = parser.parse_args(argv)
+    model = args.model or (resnet38d_file() if args.resnet38d else demo_file())
+    counts = [int(c) for c in args.images.split(",")]
+    cam_rt = str(Path(sys.executable).with_name("cam-rt"))
+    name = args.name or f"cli_throughput_{model.stem}{'_tta' if args.tta else ''}"
+    print(
+        f"config: {model.name}, images {counts}, size {args.size or '96-192'}, "
+        f"tta={args.tta}, save={args.save}, cores={os.cpu_count()}"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            folder = Path(tmp) / f"in{count}"
+            make_images(folder, count, args.size or None)
+            cmd = [
+                cam_rt,
+                "run",
+                str(model),
+                str(folder),
+                "-o",
+                str(Path(tmp) / f"out{count}"),
+                "--save",
+                args.save,
+                "-q",
+            ]
+            if args.tta:
+                cmd.append("--tta")
+            run = run_process(cmd)
+            if run.returncode != 0:
+                print(run.stderr, file=sys.stderr)
+                return 1
+            rate = count / run.seconds
+            rows.append(
+                {
+                    "images": count,
+                    "seconds": run.seconds,
+                    "images_per_s": rate,
+                    "peak_rss_mib": run.peak_rss_mib,
+                }
+            )
+            print(
+                f"{count} images: {run.seconds:.1f} s, {rate:.2f} images/s, "
+                f"peak RSS {run.peak_rss_mib:.0f} MiB"
+            )
+    table = (
+        "| model | TTA | images | wall time | images/s | peak RSS |\n|---|---|---|---|---|---|\n"
+    )
+    table += "".join(
+        f"| {model.name} | {'0.5/1/1.5/2+flip' if args.tta else 'no'} | {r['images']} | "
+        f"{r['seconds']:.1f} s | {r['images_per_s']:.2f} | {r['peak_rss_mib']:.0f} MiB |\n"
+        for r in rows
+    )
+    write_results(
+        name, {"model": model.name, "tta": args.tta, "size": args.size, "rows": rows}, table
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
