@@ -250,6 +250,101 @@ class _Progress:
             )
 
 
+def _parse_thresholds(text: str) -> tuple[float, ...]:
+    """``0.10:0.40:0.01`` (start:stop:step, stop excluded) or a comma list."""
+    from .errors import ConfigError
+
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0 or stop <= start:
+                raise ValueError
+            count = round((stop - start) / step)
+            return tuple(round(start + i * step, 6) for i in range(count))
+        return tuple(float(v) for v in _split(text))
+    except ValueError:
+        raise ConfigError(
+            f"--thresholds '{text}' is not START:STOP:STEP or a list, e.g. 0.10:0.40:0.01"
+        ) from None
+
+
+@app.command("eval")
+def eval_command(
+    model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
+    voc_root: Path | None = typer.Option(
+        None, "--voc-root", help="A VOC-layout folder (JPEGImages/, SegmentationClass/)."
+    ),
+    split: str = typer.Option(
+        "train", "--split", help="Split name under ImageSets/Segmentation, or a file of ids."
+    ),
+    images: Path | None = typer.Option(None, "--images", help="Image folder (other layouts)."),
+    masks: Path | None = typer.Option(None, "--masks", help="Mask folder (other layouts)."),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Image-level labels file (default: classes in each mask)."
+    ),
+    predicted_labels: bool = typer.Option(
+        False, "--predicted-labels", help="Explain the predicted classes, not the true ones."
+    ),
+    thresholds: str = typer.Option(
+        "0.10:0.40:0.01", "--thresholds", help="Background thresholds swept."
+    ),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Multi-scale + flip TTA."),
+    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="TTA horizontal flip."),
+    tta_mode: str = typer.Option("mean", "--tta-mode", help="mean, keras-explainable or occse."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, tensorrt, openvino."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
+) -> None:
+    """Score CAM seeds against ground-truth masks (OC-CSE protocol: mIoU, best threshold)."""
+    from .errors import ConfigError
+    from .evaluate import evaluate, voc_items, write_report
+    from .explain import ClassSelection, ExplainConfig, Explainer
+    from .runner import load_labels
+    from .session import CamSession, SessionConfig
+    from .tta import TTAConfig
+
+    if voc_root is not None:
+        split_file = (
+            Path(split)
+            if Path(split).is_file()
+            else (voc_root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        )
+        items = voc_items(voc_root / "JPEGImages", voc_root / "SegmentationClass", split_file)
+    elif images is not None and masks is not None:
+        items = voc_items(images, masks, Path(split) if Path(split).is_file() else None)
+    else:
+        raise ConfigError("give --voc-root DIR, or both --images DIR and --masks DIR")
+    tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
+    selection = ClassSelection("predicted") if predicted_labels else ClassSelection("all")
+    explainer = Explainer(
+        CamSession(model, SessionConfig(providers=tuple(_split(device)))),
+        ExplainConfig(tta=tta_config, classes=selection, batch_size=batch_size),
+    )
+    label_map = None
+    if labels is not None:
+        label_map = {k: list(v) for k, v in load_labels(labels).items()}
+    progress = _Progress(quiet)
+    with progress:
+        report = evaluate(
+            explainer,
+            items,
+            _parse_thresholds(thresholds),
+            predicted_labels,
+            label_map,
+            progress.event,
+        )
+    report.extra["tta"] = (
+        None
+        if tta_config is None
+        else {"scales": list(tta_config.scales), "flip": tta_config.flip, "mode": tta_config.mode}
+    )
+    typer.echo(report.table())
+    if json_file is not None:
+        write_report(json_file, report)
+
+
 @app.command("info")
 def info_command(
     model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
