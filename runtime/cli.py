@@ -11,6 +11,7 @@ Any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from importlib.metadata import entry_points
@@ -143,10 +144,12 @@ def run_command(
         skip_existing=skip_existing,
         grid=grid_file,
     )
-    items = discover_inputs(inputs)
+    items = discover_inputs(inputs, exclude=[outdir])
     label_map = load_labels(labels) if labels is not None else None
     session = CamSession(model, SessionConfig(providers=tuple(_split(device))))
     explainer = Explainer(session, explain_config)
+    for values in (label_map or {}).values():  # unknown classes: say so before any work
+        explainer.resolve_labels(values)
     progress = _Progress(quiet)
     runner = Runner(explainer, outdir, run_config, label_map, progress.event)
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
@@ -259,7 +262,7 @@ def _parse_thresholds(text: str) -> tuple[float, ...]:
             start, stop, step = (float(v) for v in text.split(":"))
             if step <= 0 or stop <= start:
                 raise ValueError
-            count = round((stop - start) / step)
+            count = math.ceil((stop - start) / step - 1e-9)
             return tuple(round(start + i * step, 6) for i in range(count))
         return tuple(float(v) for v in _split(text))
     except ValueError:
@@ -313,6 +316,8 @@ def eval_command(
         )
         items = voc_items(voc_root / "JPEGImages", voc_root / "SegmentationClass", split_file)
     elif images is not None and masks is not None:
+        if split != "train" and not Path(split).is_file():
+            raise ConfigError(f"--split {split} is not a file of image ids")
         items = voc_items(images, masks, Path(split) if Path(split).is_file() else None)
     else:
         raise ConfigError("give --voc-root DIR, or both --images DIR and --masks DIR")
@@ -325,6 +330,14 @@ def eval_command(
     label_map = None
     if labels is not None:
         label_map = {k: list(v) for k, v in load_labels(labels).items()}
+        missing = [item.name for item in items if item.name not in label_map]
+        if missing:
+            raise ConfigError(
+                f"--labels {labels} has no entry for {len(missing)} image(s), first "
+                f"'{missing[0]}': give labels for every image of the split"
+            )
+        for values in label_map.values():
+            explainer.resolve_labels(values)
     progress = _Progress(quiet)
     with progress:
         report = evaluate(

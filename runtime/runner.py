@@ -39,6 +39,20 @@ from .io import (
     write_atomic,
 )
 
+
+def _small(picture: np.ndarray, side: int = 256) -> np.ndarray:
+    scale = min(1.0, side / max(picture.shape[:2]))
+    size = (max(1, round(picture.shape[1] * scale)), max(1, round(picture.shape[0] * scale)))
+    return np.asarray(cv2.resize(picture, size, interpolation=cv2.INTER_AREA))
+
+
+def _reason(exc: BaseException) -> Exception:
+    if isinstance(exc, MemoryError):
+        return InputError("not enough memory for this image: lower --batch-size or --max-pixels")
+    assert isinstance(exc, Exception)
+    return exc
+
+
 __all__ = [
     "OUTPUT_KINDS",
     "InputItem",
@@ -76,6 +90,8 @@ class RunConfig:
     write_workers: int = 2
 
     def __post_init__(self) -> None:
+        if not self.save:
+            raise ConfigError(f"--save is empty: name at least one of {','.join(OUTPUT_KINDS)}")
         unknown = [s for s in self.save if s not in OUTPUT_KINDS]
         if unknown:
             raise ConfigError(
@@ -99,12 +115,13 @@ class InputItem:
     name: str
 
 
-def discover_inputs(inputs: Sequence[str | Path]) -> list[InputItem]:
+def discover_inputs(inputs: Sequence[str | Path], exclude: Sequence[Path] = ()) -> list[InputItem]:
     """Files, folders (recursive) and globs -> items with collision-free output names.
 
     Names keep the folder structure below the deepest folder common to all inputs, so
-    ``a/x.png`` and ``b/x.png`` become ``a/x`` and ``b/x``; files differing only by extension
-    keep it (``x.jpg``, ``x.png``).
+    ``a/x.png`` and ``b/x.png`` become ``a/x`` and ``b/x``; files whose names would collide
+    (``x.jpg`` and ``x.png``) keep their extension. Files under an ``exclude`` folder (the output
+    folder) are left out, so outputs are never read back as inputs.
     """
     files: list[Path] = []
     for raw in inputs:
@@ -119,24 +136,39 @@ def discover_inputs(inputs: Sequence[str | Path]) -> list[InputItem]:
             files.append(path)
         elif glob.has_magic(text):
             files.extend(
-                sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+                sorted(
+                    Path(p)
+                    for p in glob.glob(text, recursive=True)
+                    if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES
+                )
             )
         else:
             raise InputError(f"input '{text}' does not exist: pass image files, folders or globs")
-    unique = list(dict.fromkeys(p.resolve() for p in files))
+    excluded = [e.resolve() for e in exclude]
+    seen: set[Path] = set()
+    unique: list[Path] = []
+    for f in files:
+        real = f.resolve()
+        if real in seen or any(real.is_relative_to(e) for e in excluded):
+            continue
+        seen.add(real)
+        unique.append(Path(os.path.abspath(f)))  # names follow the path given, not link targets
     if not unique:
         raise InputError(
             "no images found in the inputs (looked for " + ", ".join(IMAGE_SUFFIXES) + ")"
         )
     root = Path(os.path.commonpath([str(p.parent) for p in unique]))
-    stems = [p.relative_to(root).with_suffix("").as_posix() for p in unique]
-    counts: dict[str, int] = {}
-    for s in stems:
-        counts[s] = counts.get(s, 0) + 1
-    return [
-        InputItem(p, s if counts[s] == 1 else p.relative_to(root).as_posix())
-        for p, s in zip(unique, stems, strict=True)
-    ]
+    names = [p.relative_to(root).with_suffix("").as_posix() for p in unique]
+    while True:  # a colliding name becomes the full relative path, until all are unique
+        counts: dict[str, int] = {}
+        for n in names:
+            counts[n] = counts.get(n, 0) + 1
+        clashes = [i for i, n in enumerate(names) if counts[n] > 1]
+        if not clashes:
+            break
+        for i in clashes:
+            names[i] = unique[i].relative_to(root).as_posix()
+    return [InputItem(p, n) for p, n in zip(unique, names, strict=True)]
 
 
 def load_labels(path: Path) -> dict[str, list[Label]]:
@@ -226,6 +258,21 @@ class Runner:
                 f"output folder {self.outdir} is not writable ({exc.strerror or exc}): choose "
                 "another -o folder"
             ) from exc
+        grid_file = self.config.grid
+        if grid_file is not None:
+            grid_file = Path(grid_file)
+            try:
+                if grid_file.is_dir():
+                    raise OSError("it is a folder")
+                grid_file.parent.mkdir(parents=True, exist_ok=True)
+                probe = grid_file.parent / f".cam-rt-write-test-{os.getpid()}"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise ConfigError(
+                    f"--grid {grid_file} cannot be written ({reason}): give a PNG file path"
+                ) from exc
 
     # -- the run -------------------------------------------------------------------------
     def run(self, items: Sequence[InputItem]) -> RunSummary:
@@ -234,13 +281,17 @@ class Runner:
         start = time.perf_counter()
         summary = RunSummary(total=len(items))
         journal_path = self.outdir / JOURNAL
+        recorded = self._recorded() if self.config.skip_existing else set()
+        if not self.config.skip_existing:
+            journal_path.unlink(missing_ok=True)  # a killed run's leftovers are not this run's
         journal = journal_path.open("a", encoding="utf-8")
-        self._thumbs: list[tuple[str, np.ndarray, np.ndarray, str]] = []
-        self._order = {item.name: i for i, item in enumerate(items)}
+        self._thumbs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+        self._grid_names = [item.name for item in items[:8]]
         try:
             todo = []
             for item in items:
-                if self.config.skip_existing and all(p.is_file() for p in self.outputs_of(item)):
+                done = item.name in recorded and all(p.is_file() for p in self.outputs_of(item))
+                if done:
                     summary.skipped += 1
                 else:
                     todo.append(item)
@@ -251,8 +302,8 @@ class Runner:
         finally:
             journal.close()
             self._finish_results(items)
-            if self.config.grid is not None and self._thumbs:
-                self._write_grid()
+            if self.config.grid is not None:
+                self._write_grid(items)
             summary.seconds = time.perf_counter() - start
         return summary
 
@@ -283,18 +334,21 @@ class Runner:
                         try:
                             loaded, seconds = future.result()
                             batch.append((item, loaded, seconds))
-                        except CamRtError as exc:
-                            self._record_error(item, exc, summary, journal)
+                        except (CamRtError, MemoryError) as exc:
+                            self._record_error(item, _reason(exc), summary, journal)
                         refill()
                     for item, result, loaded, timing in self._explain(batch, summary, journal):
                         while len(writes) >= cfg.write_workers * 4:
-                            self._collect(*writes.popleft(), summary, journal)
+                            self._collect(*writes[0], summary, journal)
+                            writes.popleft()
                         job = write.submit(self._write, item, result, loaded, timing)
                         writes.append((item, job))
                     while writes and writes[0][1].done():
-                        self._collect(*writes.popleft(), summary, journal)
+                        self._collect(*writes[0], summary, journal)
+                        writes.popleft()  # only once recorded: an interrupt still sees it
                 while writes:
-                    self._collect(*writes.popleft(), summary, journal)
+                    self._collect(*writes[0], summary, journal)
+                    writes.popleft()
             except KeyboardInterrupt:
                 for _, decoding in pending:
                     decoding.cancel()
@@ -333,16 +387,16 @@ class Runner:
             return []
         try:
             return self._explain_group(ready)
-        except CamRtError as exc:
+        except (CamRtError, MemoryError) as exc:
             if len(ready) == 1:
-                self._record_error(ready[0][0], exc, summary, journal)
+                self._record_error(ready[0][0], _reason(exc), summary, journal)
                 return []
         out = []
         for one in ready:  # isolate the image that failed the batch
             try:
                 out.extend(self._explain_group([one]))
-            except CamRtError as exc:
-                self._record_error(one[0], exc, summary, journal)
+            except (CamRtError, MemoryError) as exc:
+                self._record_error(one[0], _reason(exc), summary, journal)
         return out
 
     def _explain_group(
@@ -411,7 +465,7 @@ class Runner:
             path = Path(str(base) + OUTPUT_KINDS[kind])
             write_atomic(path, files[kind]())
             written.append(path.relative_to(self.outdir).as_posix())
-        if cfg.grid is not None:
+        if cfg.grid is not None and item.name in self._grid_names:
             self._thumb(image, overlay, item, result)
         timing["write_s"] = round(time.perf_counter() - start, 6)
         probs = result.probabilities
@@ -431,20 +485,33 @@ class Runner:
         }
 
     def _thumb(self, image: np.ndarray, overlay: np.ndarray, item: InputItem, r: CamResult) -> None:
-        if len(self._thumbs) >= 8:  # 8 images and their overlays; list.append is atomic
-            return
-        scale = min(1.0, 256 / max(image.shape[:2]))
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        small = [cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in (image, overlay)]
         title = ", ".join(r.class_names[:2]) or "(no class)"
-        self._thumbs.append((item.name, small[0], small[1], title))
+        self._thumbs[item.name] = (_small(image), _small(overlay), title)  # dict set: atomic
 
-    def _write_grid(self) -> None:
+    def _write_grid(self, items: Sequence[InputItem]) -> None:
+        """The first 8 inputs and their overlays (re-read from disk for skipped images)."""
         assert self.config.grid is not None
-        thumbs = sorted(self._thumbs, key=lambda t: self._order.get(t[0], 0))
-        pictures = [p for _, image, overlay, _ in thumbs for p in (image, overlay)]
-        titles = [t for name, _, _, title in thumbs for t in (name, title)]
-        write_atomic(Path(self.config.grid), encode_png(grid(pictures, titles, columns=8)))
+        pictures, titles = [], []
+        for item in items[:8]:
+            thumb = self._thumbs.get(item.name)
+            overlay_file = self.outdir / (item.name + OUTPUT_KINDS["overlay"])
+            if thumb is None and overlay_file.is_file():
+                try:
+                    from PIL import Image
+
+                    with Image.open(overlay_file) as im:
+                        overlay = np.asarray(im.convert("RGB"))
+                    image = read_image(item.path, self.config.max_pixels).pixels
+                    record = self._records.get(item.name, {})
+                    names = [c["name"] for c in record.get("classes", [])][:2]
+                    thumb = (_small(image), _small(overlay), ", ".join(names) or "(no class)")
+                except (CamRtError, OSError):
+                    thumb = None
+            if thumb is not None:
+                pictures += [thumb[0], thumb[1]]
+                titles += [item.name, thumb[2]]
+        if pictures:
+            write_atomic(Path(self.config.grid), encode_png(grid(pictures, titles, columns=8)))
 
     # -- records -------------------------------------------------------------------------
     def _collect(
@@ -452,8 +519,8 @@ class Runner:
     ) -> None:
         try:
             record = future.result()
-        except (CamRtError, OSError) as exc:  # e.g. disk full: this image failed, say why
-            self._record_error(item, exc, summary, journal)
+        except (CamRtError, OSError, MemoryError) as exc:  # e.g. disk full: this image failed
+            self._record_error(item, _reason(exc), summary, journal)
             return
         self._journal(journal, record)
         summary.done += 1
@@ -477,6 +544,20 @@ class Runner:
         journal.write(json.dumps(record) + "\n")
         journal.flush()
 
+    def _recorded(self) -> set[str]:
+        """Images with a success line in results.jsonl or a killed run's journal."""
+        done = set()
+        for path in (self.outdir / RESULTS, self.outdir / JOURNAL):
+            if path.is_file():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and "error" not in record and "name" in record:
+                        done.add(record["name"])
+        return done
+
     def _finish_results(self, items: Sequence[InputItem]) -> None:
         """Merge results.jsonl and the journal (newest line per image wins), in input order."""
         records: dict[str, str] = {}
@@ -493,5 +574,6 @@ class Runner:
                 records[name] = line
         order = {item.name: i for i, item in enumerate(items)}
         names = sorted(records, key=lambda n: (order.get(n, len(order)), n))
+        self._records = {n: json.loads(records[n]) for n in names[:8]}
         write_atomic(self.outdir / RESULTS, "".join(records[n] + "\n" for n in names).encode())
         (self.outdir / JOURNAL).unlink(missing_ok=True)

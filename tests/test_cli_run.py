@@ -258,12 +258,15 @@ def test_interrupt_then_resume_matches_uninterrupted(tmp_path: Path, model: Path
         "overlay,maps,seeds,boxes",
     ]
     full = subprocess.run(
-        [*base, "-o", str(tmp_path / "full"), "-q"], capture_output=True, text=True
+        [*base, "-o", str(tmp_path / "full"), "-q", "--grid", str(tmp_path / "full" / "grid.png")],
+        capture_output=True,
+        text=True,
     )
     assert full.returncode == 0, full.stderr
 
     out = tmp_path / "resumed"
-    proc = subprocess.Popen([*base, "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True)
+    grid = ["--grid", str(out / "grid.png")]
+    proc = subprocess.Popen([*base, "-o", str(out), "-q", *grid], stderr=subprocess.PIPE, text=True)
     journal = out / ".results.journal.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -281,7 +284,7 @@ def test_interrupt_then_resume_matches_uninterrupted(tmp_path: Path, model: Path
         assert all((out / f).is_file() for f in record["outputs"])
 
     again = subprocess.run(
-        [*base, "-o", str(out), "--skip-existing"], capture_output=True, text=True
+        [*base, "-o", str(out), "--skip-existing", *grid], capture_output=True, text=True
     )
     assert again.returncode == 0, again.stderr
     assert f"skipping {len(done)} images" in again.stderr

@@ -145,5 +145,20 @@ def test_eval_command(tmp_path: Path) -> None:
         get_app(), ["eval", str(model), "--voc-root", str(tmp_path / "nope")]
     )
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    (tmp_path / "l.json").write_text(json.dumps({"im0": ["r"]}))
+    partial = CliRunner().invoke(
+        get_app(),
+        [
+            "eval",
+            str(model),
+            "--voc-root",
+            str(tmp_path / "voc"),
+            "--split",
+            "val",
+            "--labels",
+            str(tmp_path / "l.json"),
+        ],
+    )
+    assert partial.exit_code == 1 and "no entry for 3 image(s), first 'im1'" in partial.stderr
     neither = CliRunner().invoke(get_app(), ["eval", str(model)])
     assert neither.exit_code == 1 and "give --voc-root DIR" in neither.stderr
