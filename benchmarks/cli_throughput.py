@@ -7,7 +7,7 @@ encoding and atomic writes included. Two folder sizes show whether memory stays 
     python benchmarks/cli_throughput.py [--model FILE.onnx] [--images 200,2000] [--tta]
     python benchmarks/cli_throughput.py --resnet38d --images 20 --size 320
 
-Without --model the demo model is built and exported once to .bench-cache/demo.onnx.
+Without --model the trained demo model is exported once to .bench-cache/demo.onnx.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def demo_file() -> Path:
     if not path.is_file():
         CACHE.mkdir(exist_ok=True)
         code = (
-            "from cam_rt.export.demo import build_demo_model\n"
-            f"build_demo_model().save({str(CACHE / 'demo.keras')!r})\n"
+            "from cam_rt.export.train_demo import load_demo_model\n"
+            f"load_demo_model().save({str(CACHE / 'demo.keras')!r})\n"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
         cam_rt = str(Path(sys.executable).with_name("cam-rt"))

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# Where figures go; tests point it elsewhere so smoke runs never overwrite the real results.
+RESULTS = Path(os.environ.get("CAM_RT_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 @dataclass(frozen=True)

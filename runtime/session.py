@@ -178,6 +178,9 @@ class CamSession:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Memory patterns are cached per input shape; TTA and mixed image sizes make many shapes,
+        # and the cache then grows with the number of distinct images (measured ~25 KB each).
+        options.enable_mem_pattern = False
         if self.config.intra_op_threads:
             options.intra_op_num_threads = self.config.intra_op_threads
         providers = resolve_providers(self.config.providers)
