@@ -59,19 +59,13 @@ def _check_output_path(path: Path) -> Path:
     return path
 
 
-def _numpy_preprocess(images: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    x = images[..., ::-1] if pre.channel_order == "BGR" else images
-    x = x * np.float32(pre.scale) - np.asarray(pre.mean, np.float32)
-    return (x / np.asarray(pre.std, np.float32)).astype(np.float32)
-
-
 def _reference(
     head: Head, pre: Preprocessing, output: str
 ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """Keras (unpatched layers) + NumPy: what the ONNX file must reproduce."""
 
     def run(images: np.ndarray) -> dict[str, np.ndarray]:
-        outs = head.exposed(_numpy_preprocess(images, pre), training=False)
+        outs = head.exposed(pre.apply(images), training=False)
         features = np.asarray(outs[0], np.float32)
         score_src = np.asarray(outs[1], np.float32)
         scores = score_src

@@ -62,6 +62,12 @@ class Preprocessing:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     channel_order: Literal["RGB", "BGR"] = "RGB"
 
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """The same transform in NumPy: RGB 0..255 (..., 3) -> the model's float32 input."""
+        x = images[..., ::-1] if self.channel_order == "BGR" else images
+        out = x * np.float32(self.scale) - np.asarray(self.mean, np.float32)
+        return np.ascontiguousarray(out / np.asarray(self.std, np.float32), dtype=np.float32)
+
     def to_json(self) -> str:
         return json.dumps(
             {

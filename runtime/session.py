@@ -337,7 +337,7 @@ class CamSession:
             raise InputError(f"batch has shape {batch.shape}; expected (N, H, W, 3)")
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if self._numpy_pre is not None:
-            x = _apply_preprocessing(x, self._numpy_pre)
+            x = self._numpy_pre.apply(x)
         try:
             scores, maps = self._session.run([self._scores, self._maps], {self._input: x})
         except Exception as exc:
@@ -354,10 +354,3 @@ class CamSession:
                 f"and (N, h, w, {n}) for its {n} classes"
             )
         return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
-
-
-def _apply_preprocessing(x: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    if pre.channel_order == "BGR":
-        x = x[..., ::-1]
-    out = x * np.float32(pre.scale) - np.asarray(pre.mean, np.float32)
-    return np.ascontiguousarray(out / np.asarray(pre.std, np.float32), dtype=np.float32)
