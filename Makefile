@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c .ci/constraints.txt -e '.[cpu,export,dev]'
+	$(PY) -m pip install --quiet -c .ci/constraints.txt -e '.[cpu,export,bench,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

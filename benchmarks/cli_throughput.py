@@ -7,14 +7,13 @@ encoding and atomic writes included. Two folder sizes show whether memory stays 
     python benchmarks/cli_throughput.py [--model FILE.onnx] [--images 200,2000] [--tta]
     python benchmarks/cli_throughput.py --resnet38d --images 20 --size 320
 
-Without --model the trained demo model is exported once to .bench-cache/demo.onnx.
+Without --model the trained demo model is exported once into .bench-cache/.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,23 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_process, write_results
-from runtime_stages import CACHE, resnet38d_file
-
-
-def demo_file() -> Path:
-    path = CACHE / "demo.onnx"
-    if not path.is_file():
-        CACHE.mkdir(exist_ok=True)
-        code = (
-            "from cam_rt.export.train_demo import load_demo_model\n"
-            f"load_demo_model().save({str(CACHE / 'demo.keras')!r})\n"
-        )
-        subprocess.run([sys.executable, "-c", code], check=True)
-        cam_rt = str(Path(sys.executable).with_name("cam-rt"))
-        cmd = [cam_rt, "export", str(CACHE / "demo.keras"), "-o", str(path), "--quiet"]
-        subprocess.run(cmd, check=True)
-    return path
+from common import demo_files, resnet38d_file, run_process, write_results
 
 
 def make_images(folder: Path, count: int, size: int | None, seed: int = 0) -> None:
@@ -66,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", default="overlay,maps")
     parser.add_argument("--name", default="")
     args = parser.parse_args(argv)
-    model = args.model or (resnet38d_file() if args.resnet38d else demo_file())
+    model = args.model or (resnet38d_file() if args.resnet38d else demo_files()[1])
     counts = [int(c) for c in args.images.split(",")]
     cam_rt = str(Path(sys.executable).with_name("cam-rt"))
-    name = args.name or f"cli_throughput_{model.stem}{'_tta' if args.tta else ''}"
+    stem = "demo" if model.stem.startswith("demo-") else model.stem  # cache names carry a hash
+    name = args.name or f"cli_throughput_{stem}{'_tta' if args.tta else ''}"
     print(
         f"config: {model.name}, images {counts}, size {args.size or '96-192'}, "
         f"tta={args.tta}, save={args.save}, cores={os.cpu_count()}"

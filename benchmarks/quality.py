@@ -31,12 +31,15 @@ SCALES = (0.5, 1.0, 1.5, 2.0)
 
 
 def export_demo(folder: Path, weights: Path | None = None) -> Path:
-    code = (
-        "from cam_rt.export.train_demo import DEMO_WEIGHTS, build_demo_model\n"
-        "model = build_demo_model()\n"
-        f"model.load_weights({str(weights) if weights else None!r} or DEMO_WEIGHTS)\n"
-        f"model.save({str(folder / 'demo.keras')!r})\n"
-    )
+    if weights is not None and weights.suffix == ".keras":  # a whole model, e.g. an experiment
+        code = f"import shutil; shutil.copy({str(weights)!r}, {str(folder / 'demo.keras')!r})\n"
+    else:
+        code = (
+            "from cam_rt.export.train_demo import DEMO_WEIGHTS, build_demo_model\n"
+            "model = build_demo_model()\n"
+            f"model.load_weights({str(weights) if weights else None!r} or DEMO_WEIGHTS)\n"
+            f"model.save({str(folder / 'demo.keras')!r})\n"
+        )
     subprocess.run([sys.executable, "-c", code], check=True)
     (folder / "classes.txt").write_text("circle\nsquare\ntriangle\nstar\nring\nellipse\n")
     onnx_path = folder / "demo.onnx"
@@ -79,7 +82,11 @@ def baselines(samples: list) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300)
-    parser.add_argument("--weights", type=Path, help="other demo weights (default: the package's)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="other demo weights, or a whole .keras model (default: the package's weights)",
+    )
     parser.add_argument("--name", default="quality")
     args = parser.parse_args(argv)
     from cam_rt.export.synthetic import generate, write_voc

@@ -358,6 +358,97 @@ def eval_command(
         write_report(json_file, report)
 
 
+@app.command("bench")
+def bench_command(
+    model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
+    sizes: str = typer.Option(
+        "224,320", "--sizes", help="Input sizes: N (square) or HxW, comma separated."
+    ),
+    batch: int = typer.Option(1, "--batch", help="Images per run."),
+    repeat: int = typer.Option(20, "--repeat", help="Measured runs per size."),
+    warmup: int = typer.Option(2, "--warmup", help="Unmeasured runs per size after the first."),
+    tta: bool = typer.Option(
+        False, "--tta/--no-tta", help="Time the whole TTA explain call, not one model run."
+    ),
+    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="TTA horizontal flip."),
+    tta_mode: str = typer.Option("mean", "--tta-mode", help="mean, keras-explainable or occse."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, tensorrt, openvino."),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: auto)."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
+) -> None:
+    """Latency of a model per input size: first run on each new shape, then p50/p90/p99."""
+    import json
+    import platform
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .bench import BenchConfig, bench_model, parse_size
+    from .io import write_atomic
+    from .session import CamSession, SessionConfig
+    from .tta import TTAConfig
+
+    tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
+    config = BenchConfig(
+        sizes=tuple(parse_size(s) for s in _split(sizes)),
+        batch=batch,
+        repeat=repeat,
+        warmup=warmup,
+        tta=tta_config,
+    )
+    session = CamSession(
+        model, SessionConfig(providers=tuple(_split(device)), intra_op_threads=threads)
+    )
+    what = "explain with TTA" if tta_config else "model run"
+    console = Console(stderr=True)
+    console.print(
+        f"cam-rt bench: {model.name}, {what}, providers {', '.join(session.providers)}, "
+        f"batch {batch}, {repeat} runs per size",
+        markup=False,
+        highlight=False,
+    )
+    results = bench_model(
+        session, config, lambda text: console.print(text, markup=False, highlight=False)
+    )
+    table = Table(title=f"{model.name}: {what}, seconds per run of {batch} image(s)")
+    for column in ("size", "first run ms", "p50 ms", "p90 ms", "p99 ms", "IQR ms", "images/s"):
+        table.add_column(column, justify="right")
+    for r in results:
+        s = r.stats
+        table.add_row(
+            f"{r.height}x{r.width}",
+            f"{r.first_run * 1e3:.1f}",
+            f"{s.p50 * 1e3:.1f}",
+            f"{s.p90 * 1e3:.1f}",
+            f"{s.p99 * 1e3:.1f}",
+            f"{s.iqr * 1e3:.1f}",
+            f"{r.images_per_second:.2f}",
+        )
+    Console().print(table)
+    if json_file is not None:
+        payload = {
+            "model": str(model),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": {"processor": platform.processor(), "platform": platform.platform()},
+            "providers": session.providers,
+            "mode": what,
+            "tta": None
+            if tta_config is None
+            else {
+                "scales": list(tta_config.scales),
+                "flip": tta_config.flip,
+                "mode": tta_config.mode,
+            },
+            "batch": batch,
+            "repeat": repeat,
+            "warmup": warmup,
+            "sizes": [r.as_dict() for r in results],
+        }
+        write_atomic(json_file, (json.dumps(payload, indent=2) + "\n").encode())
+
+
 @app.command("info")
 def info_command(
     model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),

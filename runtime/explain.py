@@ -187,8 +187,10 @@ class Explainer:
         """Maps for one image or a batch (mixed sizes allowed).
 
         ``labels``: per-image ground-truth classes (ids or names), one sequence per image.
-        ``timings``: if given, seconds per stage are added to it (``prepare``, ``resize_input``,
-        ``model``, ``merge``).
+        ``timings``: if given, seconds per stage are added to it: ``prepare`` (checks, alpha),
+        ``resize_input`` (TTA input resizes and flips), ``preprocess``, ``onnxruntime`` and
+        ``cam_weighting`` (see :meth:`CamSession.run`), ``select`` (scores, classes),
+        ``tta_resize`` (maps flipped back, resized and summed) and ``normalize``.
         """
         cfg = self.config
         with _stage(timings, "prepare"):
@@ -231,28 +233,28 @@ class Explainer:
                     jobs = [(i, p) for i in chunk for p in twins]
                     with _stage(timings, "resize_input"):
                         batch = np.stack([resize_input(prepared[i], p, mode) for i, p in jobs])
-                    with _stage(timings, "model"):
-                        scores, maps = self.session.run(batch)
+                    scores, maps = self.session.run(batch, timings)
                     for row, (i, p) in enumerate(jobs):
                         outputs[p][i] = (scores[row], maps[row])
         results: list[CamResult] = []
-        with _stage(timings, "merge"):
-            for i, img in enumerate(prepared):
+        for i, img in enumerate(prepared):
+            with _stage(timings, "select"):
                 per_pass = [_filled(outputs[p][i]) for p in self.passes]
                 scores = combine_scores(np.stack([s for s, _ in per_pass]), cfg.tta)
                 probs = probabilities(scores, self.session.metadata.activation)
                 ids = chosen[i] if chosen is not None else self._select(scores, probs)
                 low = [gather_classes(m, ids) for _, m in per_pass]
-                maps = combine_maps(low, self.passes, (img.shape[0], img.shape[1]), cfg.tta)
-                results.append(
-                    CamResult(
-                        scores=scores,
-                        probabilities=probs,
-                        class_ids=ids,
-                        class_names=tuple(self.session.class_names[c] for c in ids),
-                        maps=maps,
-                    )
+            size = (img.shape[0], img.shape[1])
+            maps = combine_maps(low, self.passes, size, cfg.tta, timings)
+            results.append(
+                CamResult(
+                    scores=scores,
+                    probabilities=probs,
+                    class_ids=ids,
+                    class_names=tuple(self.session.class_names[c] for c in ids),
+                    maps=maps,
                 )
+            )
         return results
 
 

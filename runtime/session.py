@@ -7,8 +7,9 @@ keeps no per-call state).
 
 from __future__ import annotations
 
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -331,13 +332,22 @@ class CamSession:
     def class_names(self) -> tuple[str, ...]:
         return self.metadata.class_names
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores (N, L) and CAMs (N, h, w, L) for a float32 (N, H, W, 3) RGB 0..255 batch."""
+    def run(
+        self, batch: np.ndarray, timings: MutableMapping[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (N, L) and CAMs (N, h, w, L) for a float32 (N, H, W, 3) RGB 0..255 batch.
+
+        ``timings``: if given, seconds are added to ``preprocess`` (NumPy preprocessing of plain
+        files), ``onnxruntime`` and ``cam_weighting`` (``features`` files).
+        """
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise InputError(f"batch has shape {batch.shape}; expected (N, H, W, 3)")
+        clock = time.perf_counter
+        start = clock()
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if self._numpy_pre is not None:
             x = self._numpy_pre.apply(x)
+        ready = clock()
         try:
             scores, maps = self._session.run([self._scores, self._maps], {self._input: x})
         except Exception as exc:
@@ -345,8 +355,16 @@ class CamSession:
             raise ProviderError(
                 f"ONNX Runtime failed on a batch of shape {batch.shape}: {first}"
             ) from exc
+        ran = clock()
         if self._weights is not None:
             maps = weight_features(maps, self._weights)
+        if timings is not None:
+            for key, seconds in (
+                ("preprocess", ready - start),
+                ("onnxruntime", ran - ready),
+                ("cam_weighting", clock() - ran),
+            ):
+                timings[key] = timings.get(key, 0.0) + seconds
         n = self.metadata.num_classes
         if maps.ndim != 4 or scores.ndim != 2 or maps.shape[-1] != n or scores.shape[-1] != n:
             raise ModelLoadError(

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -170,14 +171,25 @@ def combine_maps(
     passes: Sequence[Pass],
     size: tuple[int, int],
     config: TTAConfig | None,
+    timings: MutableMapping[str, float] | None = None,
 ) -> np.ndarray:
     """Merge one image's per-pass maps (each (h_p, w_p, C), as the model gave them for the
-    flipped/scaled input) into (H, W, C) float32 in [0, 1]."""
+    flipped/scaled input) into (H, W, C) float32 in [0, 1].
+
+    ``timings``: if given, seconds are added to ``tta_resize`` (flip back, resize, sum) and
+    ``normalize``.
+    """
     if len(pass_maps) != len(passes):
         raise ValueError(f"{len(pass_maps)} maps for {len(passes)} passes")
+    clock = time.perf_counter
+    start = clock()
     if config is None:
         (maps,) = pass_maps
-        return np.asarray(np.clip(resize_maps(positive_normalize(maps), size), 0.0, 1.0))
+        low = positive_normalize(maps)
+        normalized = clock()
+        out = np.asarray(np.clip(resize_maps(low, size), 0.0, 1.0))
+        _add(timings, normalize=normalized - start, tta_resize=clock() - normalized)
+        return out
     total: np.ndarray | None = None
     for maps, p in zip(pass_maps, passes, strict=True):
         m = maps[:, ::-1] if p.flip else maps
@@ -186,10 +198,20 @@ def combine_maps(
             np.maximum(up, 0, out=up)
         total = up if total is None else total + up
     assert total is not None
+    merged = clock()
     if config.mode == "occse":
-        return max_normalize(total)
-    if config.mode == "keras-explainable":
-        total = total / np.float32(len(config.scales) * (2 if config.flip else 1))
+        out = max_normalize(total)
     else:
-        total = total / np.float32(len(passes))
-    return positive_normalize(total)
+        if config.mode == "keras-explainable":
+            total = total / np.float32(len(config.scales) * (2 if config.flip else 1))
+        else:
+            total = total / np.float32(len(passes))
+        out = positive_normalize(total)
+    _add(timings, tta_resize=merged - start, normalize=clock() - merged)
+    return out
+
+
+def _add(timings: MutableMapping[str, float] | None, **seconds: float) -> None:
+    if timings is not None:
+        for key, value in seconds.items():
+            timings[key] = timings.get(key, 0.0) + value

@@ -26,7 +26,7 @@ def cam(model: Any, weights: np.ndarray, x: Any, indices: np.ndarray) -> tuple[A
     """``ke.methods.cams.cam``: exposed model -> (scores, features); maps = A . W gathered."""
     scores, features = model(x, training=False)
     maps = tf.einsum("bhwk,kl->bhwl", features, tf.constant(weights))
-    indices = tf.constant(indices)
+    indices = tf.convert_to_tensor(indices)
     scores = tf.gather(scores, indices, axis=-1, batch_dims=1)
     maps = tf.gather(maps, indices, axis=-1, batch_dims=1)
     return scores, maps
@@ -53,25 +53,45 @@ def tta(
     (int(s*H), int(s*W)) bilinear; maps flipped back and resized to (H, W); sum / (len(scales)
     * (2 if hflip else 1)).
     """
-    height, width = int(x.shape[1]), int(x.shape[2])
+    # Sizes in TensorFlow as keras-explainable computes them (float32 product, then int32), so
+    # the function also runs inside a tf.function with dynamic H and W.
+    hw = tf.shape(x)[1:3]
     total_scores, total_maps = 0.0, 0.0
     for s in [1.0, *scales]:
         for flip in (False, True) if hflip else (False,):
             xi = tf.image.flip_left_right(x) if flip else x
-            # keras-explainable computes the size in TensorFlow: float32 product, then int32.
-            size = tuple(
-                int(v)
-                for v in tf.cast(
-                    tf.constant(s, tf.float32) * tf.constant([height, width], tf.float32), tf.int32
-                ).numpy()
-            )
-            if size != (height, width):
+            size = tf.cast(tf.constant(s, tf.float32) * tf.cast(hw, tf.float32), tf.int32)
+            if s != 1.0:  # a same-size bilinear resize is the identity
                 xi = tf.image.resize(xi, size, method="bilinear")
             scores, maps = cam(model, weights, xi, indices)
             if flip:
                 maps = tf.image.flip_left_right(maps)
-            maps = tf.image.resize(maps, (height, width), method="bilinear")
+            maps = tf.image.resize(maps, hw, method="bilinear")
             total_scores += scores
             total_maps += maps
     divisor = len(scales) * (2 if hflip else 1)
     return total_scores / divisor, positive_normalize(total_maps / divisor)
+
+
+def compiled(
+    model: Any,
+    weights: np.ndarray,
+    preprocess: Any,
+    scales: Sequence[float] | None = None,
+    hflip: bool = True,
+) -> Any:
+    """The TensorFlow way, compiled: a ``tf.function`` over any (N, H, W, 3) float32 batch of
+    0..255 images that preprocesses, runs the model and returns every class's normalized maps
+    (``ke.cam`` without TTA, ``ke.methods.meta.tta`` + ``positive_normalize`` with ``scales``).
+    ``preprocess`` maps a float32 tensor to the model's input (e.g. ``x / 255`` ...)."""
+    classes = int(weights.shape[1])
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    def explain(x: Any) -> Any:
+        x = preprocess(x)
+        indices = tf.tile(tf.range(classes)[None], [tf.shape(x)[0], 1])
+        if scales is None:
+            return explain_cam(model, weights, x, indices)
+        return tta(model, weights, x, indices, scales, hflip)[1]
+
+    return explain

@@ -127,9 +127,11 @@ class Recorder:
         self._run = session.run
         session.run = self  # type: ignore[method-assign]
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, batch: np.ndarray, timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         self.batches.append(batch.copy())
-        return self._run(batch)
+        return self._run(batch, timings)
 
 
 def test_flipped_twins_share_a_batch_and_sizes_are_grouped(tmp_path: Path) -> None:

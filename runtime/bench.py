@@ -1,0 +1,202 @@
+"""Latency measurement of a model (``cam-rt bench``) and the statistics the benchmarks share.
+
+Pure timing and statistics (:func:`latency_stats`) are separate from the loop that drives a
+session (:func:`bench_model`), so each is tested alone. Each input size is measured as a new
+shape first (its first run: memory planning on CPU, cuDNN's algorithm search or a TensorRT engine
+build on GPUs), then over repeated runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .explain import ClassSelection, ExplainConfig, Explainer
+from .session import CamSession
+from .tta import TTAConfig
+
+__all__ = [
+    "BenchConfig",
+    "LatencyStats",
+    "SizeResult",
+    "bench_model",
+    "latency_stats",
+    "parse_size",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    """Percentiles (linear interpolation), mean and quartiles of a list of seconds."""
+
+    n: int
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+    q1: float
+    q3: float
+    minimum: float
+    maximum: float
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+    def as_dict(self) -> dict[str, float]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["iqr"] = self.iqr
+        return out
+
+
+def latency_stats(samples: Sequence[float]) -> LatencyStats:
+    """Statistics of ``samples`` (seconds); ``ValueError`` if empty or not finite."""
+    values = np.asarray([float(s) for s in samples], dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no samples")
+    if not np.isfinite(values).all():
+        raise ValueError("samples must be finite numbers")
+    p = np.percentile(values, [25, 50, 75, 90, 99], method="linear")
+    return LatencyStats(
+        n=int(values.size),
+        mean=float(values.mean()),
+        p50=float(p[1]),
+        p90=float(p[3]),
+        p99=float(p[4]),
+        q1=float(p[0]),
+        q3=float(p[2]),
+        minimum=float(values.min()),
+        maximum=float(values.max()),
+    )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"320"`` -> (320, 320); ``"240x320"`` -> (240, 320) as (height, width)."""
+    parts = text.lower().strip().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise ConfigError(
+            f"size '{text}' is not N or HxW with positive integers, e.g. 320 or 240x320"
+        )
+    return values[0], values[1]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """What ``cam-rt bench`` measures: sizes (H, W), batch, runs, and optional TTA.
+
+    Without TTA one measured run is one model run on a batch of ``batch`` images (scores and
+    maps at feature resolution); with TTA it is the full :class:`Explainer` call (every scale
+    and flip, merged and normalized maps) on ``batch`` images.
+    """
+
+    sizes: tuple[tuple[int, int], ...] = ((224, 224), (320, 320))
+    batch: int = 1
+    repeat: int = 20
+    warmup: int = 2
+    tta: TTAConfig | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            raise ConfigError("no sizes to measure: pass e.g. --sizes 224,320")
+        sizes = tuple(tuple(int(v) for v in s) for s in self.sizes)
+        if any(len(s) != 2 or min(s) < 1 for s in sizes):
+            raise ConfigError(f"sizes {self.sizes!r} must be (height, width) pairs of pixels")
+        object.__setattr__(self, "sizes", sizes)
+        for name in ("batch", "repeat"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} {value!r} must be an integer >= 1")
+        if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
+            raise ConfigError(f"warmup {self.warmup!r} must be an integer >= 0")
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    """Figures for one input size: the first run on that shape, then the steady state."""
+
+    height: int
+    width: int
+    batch: int
+    first_run: float  # seconds of the first run on this shape
+    stats: LatencyStats  # per run, after warm-up
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch / self.stats.p50 if self.stats.p50 > 0 else math.inf
+
+    @property
+    def first_run_extra(self) -> float:
+        """What a new shape costs beyond a warm run (seconds)."""
+        return max(0.0, self.first_run - self.stats.p50)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "width": self.width,
+            "batch": self.batch,
+            "first_run_s": self.first_run,
+            "first_run_extra_s": self.first_run_extra,
+            "images_per_s": self.images_per_second,
+            "latency_s": self.stats.as_dict(),
+        }
+
+
+def time_call(fn: Callable[[], Any], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = clock()
+    fn()
+    return clock() - start
+
+
+def _runner(
+    session: CamSession, explainer: Explainer | None, images: np.ndarray
+) -> Callable[[], Any]:
+    if explainer is not None:
+        batch = list(images)
+        return lambda: explainer.explain(batch)
+    floats = images.astype(np.float32)
+    return lambda: session.run(floats)
+
+
+def bench_model(
+    session: CamSession,
+    config: BenchConfig,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[SizeResult]:
+    """Measure ``session`` at each size of ``config`` (random RGB inputs, fixed seed)."""
+    rng = np.random.default_rng(config.seed)
+    explainer = None
+    if config.tta is not None:
+        explainer = Explainer(
+            session, ExplainConfig(tta=config.tta, classes=ClassSelection("top-k", k=1))
+        )
+    results = []
+    for height, width in config.sizes:
+        images = rng.integers(0, 256, (config.batch, height, width, 3), dtype=np.uint8)
+        call = _runner(session, explainer, images)
+        first = time_call(call, clock)
+        for _ in range(config.warmup):
+            call()
+        samples = [time_call(call, clock) for _ in range(config.repeat)]
+        result = SizeResult(height, width, config.batch, first, latency_stats(samples))
+        results.append(result)
+        if progress is not None:
+            progress(
+                f"{height}x{width} batch {config.batch}: p50 {result.stats.p50 * 1e3:.1f} ms, "
+                f"first run {first * 1e3:.1f} ms"
+            )
+    return results
