@@ -33,10 +33,18 @@ from .errors import (
     ModelLoadError,
     ProviderError,
 )
-from .explain import CamResult, ClassSelection, ExplainConfig, Explainer
+from .explain import (
+    CamResult,
+    ClassSelection,
+    ExplainConfig,
+    Explainer,
+    batch_shapes,
+    shape_profile,
+)
 from .filters import max_normalize, normalize, positive_normalize
 from .images import prepare_image
 from .metadata import ModelMetadata, Preprocessing
+from .providers import CudaConfig, ShapeProfile, TensorRTConfig
 from .session import (
     CamSession,
     PlainModel,
@@ -55,6 +63,7 @@ __all__ = [
     "CamSession",
     "ClassSelection",
     "ConfigError",
+    "CudaConfig",
     "ExplainConfig",
     "Explainer",
     "ExportError",
@@ -68,9 +77,12 @@ __all__ = [
     "ProviderError",
     "ProviderFallbackWarning",
     "SessionConfig",
+    "ShapeProfile",
     "TTAConfig",
+    "TensorRTConfig",
     "__version__",
     "available_providers",
+    "batch_shapes",
     "blend",
     "boxes",
     "class_colours",
@@ -88,6 +100,7 @@ __all__ = [
     "resolve_class_names",
     "resolve_providers",
     "seeds",
+    "shape_profile",
     "voc_palette",
     "weight_features",
 ]

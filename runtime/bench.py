@@ -8,6 +8,7 @@ build on GPUs), then over repeated runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,6 @@ import numpy as np
 from .errors import ConfigError
 from .explain import ClassSelection, ExplainConfig, Explainer
 from .session import CamSession
-from .tta import TTAConfig
 
 __all__ = [
     "BenchConfig",
@@ -28,6 +28,8 @@ __all__ = [
     "bench_model",
     "latency_stats",
     "parse_size",
+    "warm_up",
+    "warmup_shapes",
 ]
 
 
@@ -94,18 +96,19 @@ def parse_size(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class BenchConfig:
-    """What ``cam-rt bench`` measures: sizes (H, W), batch, runs, and optional TTA.
+    """What ``cam-rt bench`` measures: sizes (H, W), batch, runs, and how.
 
-    Without TTA one measured run is one model run on a batch of ``batch`` images (scores and
-    maps at feature resolution); with TTA it is the full :class:`Explainer` call (every scale
-    and flip, merged and normalized maps) on ``batch`` images.
+    ``explain=None``: one measured run is one model run on a batch of ``batch`` images (scores
+    and maps at feature resolution). Else it is the full :class:`Explainer` call with that
+    config (TTA passes, buckets, merged and normalized maps of the top class) on ``batch``
+    images.
     """
 
     sizes: tuple[tuple[int, int], ...] = ((224, 224), (320, 320))
     batch: int = 1
     repeat: int = 20
     warmup: int = 2
-    tta: TTAConfig | None = None
+    explain: ExplainConfig | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -180,10 +183,9 @@ def bench_model(
     """Measure ``session`` at each size of ``config`` (random RGB inputs, fixed seed)."""
     rng = np.random.default_rng(config.seed)
     explainer = None
-    if config.tta is not None:
-        explainer = Explainer(
-            session, ExplainConfig(tta=config.tta, classes=ClassSelection("top-k", k=1))
-        )
+    if config.explain is not None:
+        top = ClassSelection("top-k", k=1)
+        explainer = Explainer(session, dataclasses.replace(config.explain, classes=top))
     results = []
     for height, width in config.sizes:
         images = rng.integers(0, 256, (config.batch, height, width, 3), dtype=np.uint8)
@@ -200,3 +202,61 @@ def bench_model(
                 f"first run {first * 1e3:.1f} ms"
             )
     return results
+
+
+def warmup_shapes(
+    config: ExplainConfig,
+    sizes: Sequence[tuple[int, int]] = (),
+    min_side: int = 0,
+    max_side: int = 0,
+) -> list[tuple[int, int, int]]:
+    """Every distinct (batch, h, w) input :meth:`Explainer.explain` runs for images of
+    ``sizes``, or of any size with sides in ``min_side..max_side`` (needs ``config.bucket``:
+    without buckets each pixel size is a shape of its own). Batches of one image and of
+    ``batch_size`` images are covered; sorted by pixel count."""
+    from .explain import batch_shapes
+    from .tta import input_size, plan_passes
+
+    images = list(sizes)
+    if not images:
+        if config.bucket <= 0:
+            raise ConfigError(
+                "warming up a range of image sizes needs --bucket N (without buckets every "
+                "pixel size is a shape of its own); or list the image sizes with --sizes"
+            )
+        if not 1 <= min_side <= max_side:
+            raise ConfigError(
+                f"image sides {min_side}..{max_side} are not a range (1 <= min <= max)"
+            )
+        mode = config.tta.mode if config.tta is not None else None
+        scales = sorted({p.scale for p in plan_passes(config.tta)})
+        # One representative side per distinct tuple of bucketed pass sizes.
+        seen: dict[tuple[int, ...], int] = {}
+        for side in range(min_side, max_side + 1):
+            key = tuple(input_size(side, side, s, mode, config.bucket)[0] for s in scales)
+            seen.setdefault(key, side)
+        sides = sorted(seen.values())
+        images = [(h, w) for h in sides for w in sides]
+    shapes: set[tuple[int, int, int]] = set()
+    for h, w in images:
+        for count in sorted({1, config.batch_size}):
+            shapes.update(batch_shapes(config, h, w, count))
+    return sorted(shapes, key=lambda s: (s[0] * s[1] * s[2], s))
+
+
+def warm_up(
+    session: CamSession,
+    shapes: Sequence[tuple[int, int, int]],
+    progress: Callable[[int, tuple[int, int, int], float], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Run ``session`` once on zeros of each (batch, h, w) shape; seconds per shape."""
+    seconds = []
+    for i, (n, h, w) in enumerate(shapes):
+        batch = np.zeros((n, h, w, 3), np.float32)
+        start = clock()
+        session.run(batch)
+        seconds.append(clock() - start)
+        if progress is not None:
+            progress(i, (n, h, w), seconds[-1])
+    return seconds

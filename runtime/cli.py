@@ -77,6 +77,71 @@ def _parse_scales(text: str) -> tuple[float, ...]:
         raise ConfigError(f"--scales '{text}' is not a list of numbers: e.g. 0.5,1,1.5,2") from None
 
 
+# Options shared by the commands that run a model (run, eval, bench, warmup).
+_DEVICE = typer.Option(
+    "auto", "--device", help="auto, cpu, cuda, tensorrt or openvino (comma list allowed)."
+)
+_GPU = typer.Option(0, "--gpu", help="CUDA/TensorRT device id.")
+_CUDNN = typer.Option(
+    "auto",
+    "--cudnn-search",
+    help="CUDA convolution search: heuristic, exhaustive, default, or auto (exhaustive with "
+    "--bucket, else heuristic).",
+)
+_TRT_CACHE = typer.Option(
+    None, "--trt-cache", help="TensorRT: folder for engine and timing caches (kept across runs)."
+)
+_FP16 = typer.Option(
+    False, "--fp16", help="TensorRT: build fp16 engines (other devices: 'cam-rt export --fp16')."
+)
+_BUCKET = typer.Option(
+    0, "--bucket", help="Round input sizes to a multiple of N px (0: off): few shapes on GPUs."
+)
+_MIN_SIDE = typer.Option(32, "--min-side", help="TensorRT profile: smallest image side (px).")
+_MAX_SIDE = typer.Option(1024, "--max-side", help="TensorRT profile: largest image side (px).")
+_BATCH_FLIPS = typer.Option(
+    None,
+    "--batch-flips/--no-batch-flips",
+    help="Run each TTA scale's flipped twin in the same batch (default: on GPUs only).",
+)
+_THREADS = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: auto).")
+
+
+def _session_config(
+    device: str,
+    explain_config: Any,
+    gpu: int = 0,
+    cudnn_search: str = "auto",
+    trt_cache: Path | None = None,
+    fp16: bool = False,
+    min_side: int = 32,
+    max_side: int = 1024,
+    threads: int = 0,
+) -> Any:
+    """The SessionConfig of the device options, the TensorRT profile planned from the TTA."""
+    from .errors import ConfigError
+    from .explain import shape_profile
+    from .providers import CudaConfig, TensorRTConfig
+    from .session import SessionConfig
+
+    if cudnn_search not in ("auto", "heuristic", "exhaustive", "default"):
+        raise ConfigError(
+            f"--cudnn-search '{cudnn_search}' is unknown: use auto, heuristic, exhaustive or "
+            "default"
+        )
+    return SessionConfig(
+        providers=tuple(_split(device)),
+        intra_op_threads=threads,
+        cuda=CudaConfig(
+            device_id=gpu,
+            cudnn_search=None if cudnn_search == "auto" else cudnn_search,  # type: ignore[arg-type]
+        ),
+        tensorrt=TensorRTConfig(device_id=gpu, fp16=fp16, cache_dir=trt_cache),
+        trt_profile=shape_profile(explain_config, min_side, max_side),
+        bucketed=explain_config.bucket > 0,
+    )
+
+
 @app.command("run")
 def run_command(
     model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
@@ -97,9 +162,15 @@ def run_command(
     labels: Path | None = typer.Option(
         None, "--labels", help="Per-image labels: JSON {name: [labels]} or 'name label ...' lines."
     ),
-    device: str = typer.Option(
-        "auto", "--device", help="auto, cpu, cuda, tensorrt or openvino (comma list allowed)."
-    ),
+    device: str = _DEVICE,
+    gpu: int = _GPU,
+    cudnn_search: str = _CUDNN,
+    trt_cache: Path | None = _TRT_CACHE,
+    fp16: bool = _FP16,
+    bucket: int = _BUCKET,
+    min_side: int = _MIN_SIDE,
+    max_side: int = _MAX_SIDE,
+    batch_flips: bool | None = _BATCH_FLIPS,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     bg_threshold: float = typer.Option(
         0.3, "--bg-threshold", help="Background score of the segmentation seeds."
@@ -127,7 +198,7 @@ def run_command(
 
     from .explain import ClassSelection, ExplainConfig, Explainer
     from .runner import RunConfig, Runner, discover_inputs, load_labels
-    from .session import CamSession, SessionConfig
+    from .session import CamSession
     from .tta import TTAConfig
 
     tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
@@ -136,6 +207,8 @@ def run_command(
         classes=ClassSelection.parse(classes, threshold),
         batch_size=batch_size,
         alpha=alpha,  # type: ignore[arg-type]
+        batch_flips=batch_flips,
+        bucket=bucket,
     )
     run_config = RunConfig(
         save=tuple(_split(save)),
@@ -146,7 +219,10 @@ def run_command(
     )
     items = discover_inputs(inputs, exclude=[outdir])
     label_map = load_labels(labels) if labels is not None else None
-    session = CamSession(model, SessionConfig(providers=tuple(_split(device))))
+    session_config = _session_config(
+        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side
+    )
+    session = CamSession(model, session_config)
     explainer = Explainer(session, explain_config)
     for values in (label_map or {}).values():  # unknown classes: say so before any work
         explainer.resolve_labels(values)
@@ -295,7 +371,15 @@ def eval_command(
     scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="TTA horizontal flip."),
     tta_mode: str = typer.Option("mean", "--tta-mode", help="mean, keras-explainable or occse."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, tensorrt, openvino."),
+    device: str = _DEVICE,
+    gpu: int = _GPU,
+    cudnn_search: str = _CUDNN,
+    trt_cache: Path | None = _TRT_CACHE,
+    fp16: bool = _FP16,
+    bucket: int = _BUCKET,
+    min_side: int = _MIN_SIDE,
+    max_side: int = _MAX_SIDE,
+    batch_flips: bool | None = _BATCH_FLIPS,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
@@ -305,7 +389,7 @@ def eval_command(
     from .evaluate import evaluate, voc_items, write_report
     from .explain import ClassSelection, ExplainConfig, Explainer
     from .runner import load_labels
-    from .session import CamSession, SessionConfig
+    from .session import CamSession
     from .tta import TTAConfig
 
     if voc_root is not None:
@@ -323,10 +407,17 @@ def eval_command(
         raise ConfigError("give --voc-root DIR, or both --images DIR and --masks DIR")
     tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
     selection = ClassSelection("predicted") if predicted_labels else ClassSelection("all")
-    explainer = Explainer(
-        CamSession(model, SessionConfig(providers=tuple(_split(device)))),
-        ExplainConfig(tta=tta_config, classes=selection, batch_size=batch_size),
+    explain_config = ExplainConfig(
+        tta=tta_config,
+        classes=selection,
+        batch_size=batch_size,
+        batch_flips=batch_flips,
+        bucket=bucket,
     )
+    session_config = _session_config(
+        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side
+    )
+    explainer = Explainer(CamSession(model, session_config), explain_config)
     label_map = None
     if labels is not None:
         label_map = {k: list(v) for k, v in load_labels(labels).items()}
@@ -373,8 +464,16 @@ def bench_command(
     scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="TTA horizontal flip."),
     tta_mode: str = typer.Option("mean", "--tta-mode", help="mean, keras-explainable or occse."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, tensorrt, openvino."),
-    threads: int = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: auto)."),
+    device: str = _DEVICE,
+    gpu: int = _GPU,
+    cudnn_search: str = _CUDNN,
+    trt_cache: Path | None = _TRT_CACHE,
+    fp16: bool = _FP16,
+    bucket: int = _BUCKET,
+    min_side: int = _MIN_SIDE,
+    max_side: int = _MAX_SIDE,
+    batch_flips: bool | None = _BATCH_FLIPS,
+    threads: int = _THREADS,
     json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
     """Latency of a model per input size: first run on each new shape, then p50/p90/p99."""
@@ -386,22 +485,27 @@ def bench_command(
     from rich.table import Table
 
     from .bench import BenchConfig, bench_model, parse_size
+    from .explain import ExplainConfig
     from .io import write_atomic
-    from .session import CamSession, SessionConfig
+    from .session import CamSession
     from .tta import TTAConfig
 
     tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
+    explain_config = ExplainConfig(
+        tta=tta_config, batch_size=max(batch, 1), batch_flips=batch_flips, bucket=bucket
+    )
     config = BenchConfig(
         sizes=tuple(parse_size(s) for s in _split(sizes)),
         batch=batch,
         repeat=repeat,
         warmup=warmup,
-        tta=tta_config,
+        explain=explain_config if tta_config is not None or bucket else None,
     )
-    session = CamSession(
-        model, SessionConfig(providers=tuple(_split(device)), intra_op_threads=threads)
+    session_config = _session_config(
+        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side, threads
     )
-    what = "explain with TTA" if tta_config else "model run"
+    session = CamSession(model, session_config)
+    what = "explain with TTA" if tta_config else ("explain" if config.explain else "model run")
     console = Console(stderr=True)
     console.print(
         f"cam-rt bench: {model.name}, {what}, providers {', '.join(session.providers)}, "
@@ -445,6 +549,89 @@ def bench_command(
             "repeat": repeat,
             "warmup": warmup,
             "sizes": [r.as_dict() for r in results],
+        }
+        write_atomic(json_file, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+@app.command("warmup")
+def warmup_command(
+    model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
+    sizes: str = typer.Option(
+        "", "--sizes", help="Image sizes to warm (N or HxW, comma separated); else the range."
+    ),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Multi-scale + flip TTA."),
+    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="TTA horizontal flip."),
+    tta_mode: str = typer.Option("mean", "--tta-mode", help="mean, keras-explainable or occse."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
+    device: str = _DEVICE,
+    gpu: int = _GPU,
+    cudnn_search: str = _CUDNN,
+    trt_cache: Path | None = _TRT_CACHE,
+    fp16: bool = _FP16,
+    bucket: int = _BUCKET,
+    min_side: int = _MIN_SIDE,
+    max_side: int = _MAX_SIDE,
+    batch_flips: bool | None = _BATCH_FLIPS,
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Summary only."),
+) -> None:
+    """Run every input shape that later runs will make once (cuDNN search, TensorRT engine
+    build, memory planning) and report what it cost. Use the options of the later runs."""
+    import json
+    import time
+
+    from .bench import parse_size, warm_up, warmup_shapes
+    from .explain import ExplainConfig
+    from .io import write_atomic
+    from .session import CamSession
+    from .tta import TTAConfig
+
+    tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
+    explain_config = ExplainConfig(
+        tta=tta_config, batch_size=batch_size, batch_flips=batch_flips, bucket=bucket
+    )
+    image_sizes = [parse_size(s) for s in _split(sizes)]
+    session_config = _session_config(
+        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side
+    )
+    start = time.perf_counter()
+    session = CamSession(model, session_config)
+    opened = time.perf_counter() - start
+    if explain_config.batch_flips is None:  # what the runs on this device will do
+        explain_config = ExplainConfig(
+            tta=tta_config, batch_size=batch_size, batch_flips=session.on_gpu, bucket=bucket
+        )
+    shapes = warmup_shapes(explain_config, image_sizes, min_side, max_side)
+    typer.echo(
+        f"cam-rt warmup: {len(shapes)} input shapes on {', '.join(session.providers)} "
+        f"(session opened in {opened:.1f} s)",
+        err=True,
+    )
+
+    def report(i: int, shape: tuple[int, int, int], seconds: float) -> None:
+        if not quiet:
+            n, h, w = shape
+            typer.echo(f"  {i + 1}/{len(shapes)}: {n}x{h}x{w}: {seconds * 1e3:.1f} ms", err=True)
+
+    seconds = warm_up(session, shapes, report)
+    total = sum(seconds)
+    slowest = max(range(len(seconds)), key=seconds.__getitem__) if seconds else None
+    line = f"warmed {len(shapes)} shapes in {total:.1f} s"
+    if slowest is not None:
+        n, h, w = shapes[slowest]
+        line += f"; slowest {n}x{h}x{w}: {seconds[slowest] * 1e3:.1f} ms"
+    typer.echo(line)
+    if json_file is not None:
+        payload = {
+            "model": str(model),
+            "providers": session.providers,
+            "session_open_s": opened,
+            "total_s": total,
+            "shapes": [
+                {"batch": n, "height": h, "width": w, "seconds": t}
+                for (n, h, w), t in zip(shapes, seconds, strict=True)
+            ],
         }
         write_atomic(json_file, (json.dumps(payload, indent=2) + "\n").encode())
 

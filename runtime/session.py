@@ -25,6 +25,7 @@ from .errors import (
     ProviderError,
 )
 from .metadata import INPUT_NAME, SCORES_NAME, ModelMetadata, Preprocessing
+from .providers import CudaConfig, ShapeProfile, TensorRTConfig
 
 __all__ = [
     "PROVIDERS",
@@ -114,7 +115,17 @@ class SessionConfig:
 
     providers: tuple[str, ...] = ("auto",)
     intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
+    #: Extra or overriding options per provider, keyed by short or ONNX Runtime names.
     provider_options: tuple[tuple[str, dict[str, Any]], ...] = ()
+    cuda: CudaConfig = field(default_factory=CudaConfig)
+    tensorrt: TensorRTConfig = field(default_factory=TensorRTConfig)
+    #: The input range a TensorRT engine is built for (see ``explain.shape_profile``); runs
+    #: outside it are refused with a clear error instead of a silent engine rebuild.
+    trt_profile: ShapeProfile | None = None
+    #: Inputs are bucketed (few shapes): lets CUDA use the exhaustive cuDNN search.
+    bucketed: bool = False
+    #: Bind inputs/outputs with ONNX Runtime's IO binding: None (auto) on CUDA/TensorRT only.
+    io_binding: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.providers, str):  # "cuda" or "cuda,cpu"
@@ -127,6 +138,21 @@ class SessionConfig:
         # Provider options may be keyed by short names ("cuda") or ONNX Runtime names.
         options = tuple((PROVIDERS.get(k.lower(), k), dict(v)) for k, v in self.provider_options)
         object.__setattr__(self, "provider_options", options)
+        if not isinstance(self.cuda, CudaConfig) or not isinstance(self.tensorrt, TensorRTConfig):
+            raise ConfigError("cuda and tensorrt must be CudaConfig and TensorRTConfig objects")
+        if self.io_binding not in (None, True, False):
+            raise ConfigError(f"io_binding {self.io_binding!r} must be None (auto), True or False")
+
+    def options_for(self, provider: str, input_name: str = INPUT_NAME) -> dict[str, str]:
+        """The option dictionary given to ONNX Runtime for ``provider`` (an ORT name)."""
+        if provider == PROVIDERS["cuda"]:
+            base = self.cuda.ort_options(self.bucketed)
+        elif provider == PROVIDERS["tensorrt"]:
+            base = self.tensorrt.ort_options(input_name, self.trt_profile)
+        else:
+            base = {}
+        extra = dict(self.provider_options).get(provider, {})
+        return {**base, **{k: str(v) for k, v in extra.items()}}
 
 
 @dataclass(frozen=True)
@@ -185,8 +211,8 @@ class CamSession:
         if self.config.intra_op_threads:
             options.intra_op_num_threads = self.config.intra_op_threads
         providers = resolve_providers(self.config.providers)
-        opts = dict(self.config.provider_options)
-        provider_list = [(p, opts.get(p, {})) for p in providers]
+        input_name = (plain.input_name if plain is not None else None) or INPUT_NAME
+        provider_list = [(p, self.config.options_for(p, input_name)) for p in providers]
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=provider_list)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -196,6 +222,11 @@ class CamSession:
                 "'cam-rt export'"
             ) from exc
         self.providers: list[str] = list(self._session.get_providers())
+        gpu = [p for p in self.providers if p in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])]
+        self._device = ("cuda", self.config.cuda.device_id) if gpu else ("cpu", 0)
+        binding = self.config.io_binding
+        self._io_binding = bool(gpu) if binding is None else binding
+        self._profile = self.config.trt_profile if PROVIDERS["tensorrt"] in gpu else None
         missing = [p for p in providers if p not in self.providers]
         if missing:
             warnings.warn(
@@ -309,6 +340,27 @@ class CamSession:
                     "given: pass one name per class"
                 )
 
+    def _run_bound(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One run through IO binding: the input is copied to the device once, both outputs
+        stay there until read back (with ``cams`` files only (N, h, w, L) crosses the bus)."""
+        device, device_id = self._device
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(self._input, x)
+        binding.bind_output(self._scores, device, device_id)
+        binding.bind_output(self._maps, device, device_id)
+        self._session.run_with_iobinding(binding)
+        scores, maps = binding.copy_outputs_to_cpu()
+        return scores, maps
+
+    @property
+    def uses_io_binding(self) -> bool:
+        return self._io_binding
+
+    @property
+    def on_gpu(self) -> bool:
+        """True when CUDA or TensorRT runs the model."""
+        return self._device[0] == "cuda"
+
     def describe_inputs(self) -> list[dict[str, Any]]:
         """Name, shape (dims as numbers or names) and type of each model input."""
         return [
@@ -348,8 +400,19 @@ class CamSession:
         if self._numpy_pre is not None:
             x = self._numpy_pre.apply(x)
         ready = clock()
+        profile = self._profile
+        if profile is not None and not profile.contains(*x.shape[:3]):
+            n, h, w = x.shape[:3]
+            raise InputError(
+                f"a batch of {n} input(s) of {h}x{w} pixels is outside the TensorRT profile "
+                f"(batch {profile.min[0]}..{profile.max[0]}, {profile.min[1]}x{profile.min[2]} "
+                f"to {profile.max[1]}x{profile.max[2]}): widen --min-side/--max-side"
+            )
         try:
-            scores, maps = self._session.run([self._scores, self._maps], {self._input: x})
+            if self._io_binding:
+                scores, maps = self._run_bound(x)
+            else:
+                scores, maps = self._session.run([self._scores, self._maps], {self._input: x})
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProviderError(

@@ -38,6 +38,7 @@ __all__ = [
     "TTA_MODES",
     "Pass",
     "TTAConfig",
+    "bucket_size",
     "combine_maps",
     "combine_scores",
     "input_size",
@@ -99,21 +100,40 @@ def plan_passes(config: TTAConfig | None) -> tuple[Pass, ...]:
     return tuple(Pass(float(s), f) for s in scales for f in flips)
 
 
-def input_size(height: int, width: int, scale: float, mode: str | None) -> tuple[int, int]:
+def bucket_size(height: int, width: int, bucket: int) -> tuple[int, int]:
+    """(h, w) rounded to the nearest multiple of ``bucket`` (halves up), at least one bucket;
+    unchanged when ``bucket`` is 0 (off)."""
+    if not isinstance(bucket, int) or isinstance(bucket, bool) or bucket < 0:
+        raise ConfigError(f"bucket {bucket!r} must be an integer >= 0 (0: off)")
+    if bucket == 0:
+        return height, width
+
+    def one(v: int) -> int:
+        return max(bucket, bucket * math.floor(v / bucket + 0.5))
+
+    return one(height), one(width)
+
+
+def input_size(
+    height: int, width: int, scale: float, mode: str | None, bucket: int = 0
+) -> tuple[int, int]:
     """(h, w) of an input scaled by ``scale``: truncation for keras-explainable, else round
-    half to even (Python's ``round``); at least 1 pixel."""
+    half to even (Python's ``round``); at least 1 pixel; then rounded to ``bucket`` if set."""
     if mode == "keras-explainable":  # tf.cast(float32 scale * float32 size, int32)
         h = int(np.float32(scale) * np.float32(height))
         w = int(np.float32(scale) * np.float32(width))
     else:
         h, w = round(scale * height), round(scale * width)
-    return max(1, h), max(1, w)
+    return bucket_size(max(1, h), max(1, w), bucket)
 
 
-def resize_input(image: np.ndarray, p: Pass, mode: str | None) -> np.ndarray:
-    """The model input of one pass: RGB uint8 (H, W, 3) -> float32 (h, w, 3) in 0..255."""
+def resize_input(image: np.ndarray, p: Pass, mode: str | None, bucket: int = 0) -> np.ndarray:
+    """The model input of one pass: RGB uint8 (H, W, 3) -> float32 (h, w, 3) in 0..255.
+
+    With ``bucket`` the size is rounded to a multiple of it (the aspect ratio changes by less
+    than half a bucket per side); the maps are resized back to (H, W) when merged."""
     height, width = image.shape[:2]
-    h, w = input_size(height, width, p.scale, mode)
+    h, w = input_size(height, width, p.scale, mode, bucket)
     if mode == "occse":
         from PIL import Image
 

@@ -108,7 +108,8 @@ def test_size_result_extra_cost() -> None:
 
 def test_bench_model_real_session_with_tta(tmp_path: Path) -> None:
     session = CamSession(channel_model(tmp_path / "m.onnx", channels=2))
-    config = BenchConfig(sizes=((20, 24),), repeat=2, warmup=0, tta=TTAConfig((1.0, 2.0)))
+    explain = ExplainConfig(tta=TTAConfig((1.0, 2.0)))
+    config = BenchConfig(sizes=((20, 24),), repeat=2, warmup=0, explain=explain)
     (result,) = bench_model(session, config)
     assert result.stats.n == 2 and result.stats.minimum > 0
 

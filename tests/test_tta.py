@@ -137,7 +137,8 @@ class Recorder:
 def test_flipped_twins_share_a_batch_and_sizes_are_grouped(tmp_path: Path) -> None:
     session = CamSession(channel_model(tmp_path / "m.onnx"))
     recorder = Recorder(session)
-    explainer = Explainer(session, ExplainConfig(TTAConfig((0.5, 1.0), True, "mean"), batch_size=8))
+    config = ExplainConfig(TTAConfig((0.5, 1.0), True, "mean"), batch_size=8, batch_flips=True)
+    explainer = Explainer(session, config)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(3)]
     images.insert(1, rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
@@ -152,7 +153,9 @@ def test_keras_explainable_reuses_the_repeated_unscaled_pass(tmp_path: Path) -> 
     session = CamSession(channel_model(tmp_path / "m.onnx"))
     recorder = Recorder(session)
     tta = TTAConfig((0.5, 1.0, 1.5, 2.0), True, "keras-explainable")
-    Explainer(session, ExplainConfig(tta)).explain(np.zeros((16, 16, 3), np.uint8))
+    Explainer(session, ExplainConfig(tta, batch_flips=True)).explain(
+        np.zeros((16, 16, 3), np.uint8)
+    )
     assert [b.shape[:3] for b in recorder.batches] == [
         (2, 16, 16),
         (2, 8, 8),
@@ -164,7 +167,8 @@ def test_keras_explainable_reuses_the_repeated_unscaled_pass(tmp_path: Path) -> 
 def test_small_batch_size_keeps_twins_together(tmp_path: Path) -> None:
     session = CamSession(channel_model(tmp_path / "m.onnx"))
     recorder = Recorder(session)
-    explainer = Explainer(session, ExplainConfig(TTAConfig((1.0,), True), batch_size=1))
+    config = ExplainConfig(TTAConfig((1.0,), True), batch_size=1, batch_flips=True)
+    explainer = Explainer(session, config)
     explainer.explain([np.zeros((8, 8, 3), np.uint8)] * 3)
     assert [b.shape[0] for b in recorder.batches] == [2, 2, 2]
 
