@@ -105,6 +105,11 @@ _BATCH_FLIPS = typer.Option(
     help="Run each TTA scale's flipped twin in the same batch (default: on GPUs only).",
 )
 _THREADS = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: auto).")
+_PRECISION = typer.Option(
+    "auto",
+    "--precision",
+    help="OpenVINO: bf16, fp32, fp16, or auto (bf16 where the CPU runs it natively).",
+)
 
 
 def _session_config(
@@ -117,11 +122,12 @@ def _session_config(
     min_side: int = 32,
     max_side: int = 1024,
     threads: int = 0,
+    precision: str = "auto",
 ) -> Any:
     """The SessionConfig of the device options, the TensorRT profile planned from the TTA."""
     from .errors import ConfigError
     from .explain import shape_profile
-    from .providers import CudaConfig, TensorRTConfig
+    from .providers import CudaConfig, OpenVINOConfig, TensorRTConfig
     from .session import SessionConfig
 
     if cudnn_search not in ("auto", "heuristic", "exhaustive", "default"):
@@ -139,6 +145,7 @@ def _session_config(
         tensorrt=TensorRTConfig(device_id=gpu, fp16=fp16, cache_dir=trt_cache),
         trt_profile=shape_profile(explain_config, min_side, max_side),
         bucketed=explain_config.bucket > 0,
+        openvino=OpenVINOConfig(precision=precision),  # type: ignore[arg-type]
     )
 
 
@@ -171,6 +178,7 @@ def run_command(
     min_side: int = _MIN_SIDE,
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
+    precision: str = _PRECISION,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     bg_threshold: float = typer.Option(
         0.3, "--bg-threshold", help="Background score of the segmentation seeds."
@@ -220,7 +228,15 @@ def run_command(
     items = discover_inputs(inputs, exclude=[outdir])
     label_map = load_labels(labels) if labels is not None else None
     session_config = _session_config(
-        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side
+        device,
+        explain_config,
+        gpu,
+        cudnn_search,
+        trt_cache,
+        fp16,
+        min_side,
+        max_side,
+        precision=precision,
     )
     session = CamSession(model, session_config)
     explainer = Explainer(session, explain_config)
@@ -380,6 +396,7 @@ def eval_command(
     min_side: int = _MIN_SIDE,
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
+    precision: str = _PRECISION,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
@@ -415,7 +432,15 @@ def eval_command(
         bucket=bucket,
     )
     session_config = _session_config(
-        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side
+        device,
+        explain_config,
+        gpu,
+        cudnn_search,
+        trt_cache,
+        fp16,
+        min_side,
+        max_side,
+        precision=precision,
     )
     explainer = Explainer(CamSession(model, session_config), explain_config)
     label_map = None
@@ -473,6 +498,7 @@ def bench_command(
     min_side: int = _MIN_SIDE,
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
+    precision: str = _PRECISION,
     threads: int = _THREADS,
     json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
@@ -502,14 +528,23 @@ def bench_command(
         explain=explain_config if tta_config is not None or bucket else None,
     )
     session_config = _session_config(
-        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side, threads
+        device,
+        explain_config,
+        gpu,
+        cudnn_search,
+        trt_cache,
+        fp16,
+        min_side,
+        max_side,
+        threads,
+        precision,
     )
     session = CamSession(model, session_config)
     what = "explain with TTA" if tta_config else ("explain" if config.explain else "model run")
     console = Console(stderr=True)
     console.print(
         f"cam-rt bench: {model.name}, {what}, providers {', '.join(session.providers)}, "
-        f"batch {batch}, {repeat} runs per size",
+        f"precision {session.precision}, batch {batch}, {repeat} runs per size",
         markup=False,
         highlight=False,
     )
@@ -537,6 +572,7 @@ def bench_command(
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": {"processor": platform.processor(), "platform": platform.platform()},
             "providers": session.providers,
+            "precision": session.precision,
             "mode": what,
             "tta": None
             if tta_config is None
@@ -573,6 +609,7 @@ def warmup_command(
     min_side: int = _MIN_SIDE,
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
+    precision: str = _PRECISION,
     json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Summary only."),
 ) -> None:
@@ -593,7 +630,15 @@ def warmup_command(
     )
     image_sizes = [parse_size(s) for s in _split(sizes)]
     session_config = _session_config(
-        device, explain_config, gpu, cudnn_search, trt_cache, fp16, min_side, max_side
+        device,
+        explain_config,
+        gpu,
+        cudnn_search,
+        trt_cache,
+        fp16,
+        min_side,
+        max_side,
+        precision=precision,
     )
     start = time.perf_counter()
     session = CamSession(model, session_config)
@@ -634,6 +679,61 @@ def warmup_command(
             ],
         }
         write_atomic(json_file, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+@app.command("quantize")
+def quantize_command(
+    model: Path = typer.Argument(..., help="An fp32 ONNX file written by 'cam-rt export'."),
+    calibration: Path = typer.Option(
+        ..., "--calibration", help="Folder of images like those the model will see."
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="The int8 file to write."),
+    images: int = typer.Option(32, "--images", help="Calibration images used (at most)."),
+    tta: bool = typer.Option(
+        True, "--tta/--no-tta", help="Calibrate and check at every TTA input size."
+    ),
+    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
+    method: str = typer.Option("minmax", "--method", help="minmax, entropy or percentile."),
+    head_float: bool = typer.Option(
+        True, "--head-float/--quantize-head", help="Keep the CAM head (last Conv) in float."
+    ),
+    floor: float = typer.Option(
+        0.99, "--floor", help="Refuse below this mean cosine similarity of the maps."
+    ),
+    force: bool = typer.Option(False, "--force", help="Write the file even below the floor."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
+) -> None:
+    """int8 static quantization (QDQ, per-channel) calibrated on real images, written only if
+    its maps stay close to the float model's."""
+    import json
+
+    from .errors import ConfigError
+    from .io import write_atomic
+    from .quantize import QuantizeConfig, load_calibration, quantize_model, report_dict
+    from .tta import TTAConfig
+
+    config = QuantizeConfig(
+        tta=TTAConfig(_parse_scales(scales)) if tta else None,
+        max_images=images,
+        method=method,  # type: ignore[arg-type]
+        keep_head_float=head_float,
+        floor=floor,
+        force=force,
+    )
+    if not calibration.is_dir():
+        raise ConfigError(f"--calibration {calibration} is not a folder of images")
+    pictures = load_calibration(calibration, config.max_images)
+    report = quantize_model(
+        model, pictures, output, config, lambda text: typer.echo(f"cam-rt: {text}", err=True)
+    )
+    f = report.fidelity
+    typer.echo(
+        f"{output}: {report.bytes_before / 2**20:.1f} -> {report.bytes_after / 2**20:.1f} MiB; "
+        f"maps vs float: cosine {f.mean_cosine:.4f} (floor {floor}), max abs {f.max_abs:.3f}, "
+        f"mean abs {f.mean_abs:.4f}, top-1 agreement {f.top1_agreement:.0%}"
+    )
+    if json_file is not None:
+        write_atomic(json_file, (json.dumps(report_dict(report), indent=2) + "\n").encode())
 
 
 @app.command("info")

@@ -85,6 +85,20 @@ def environment_checks() -> list[Check]:
         else:
             level: Literal["info", "warning"] = "warning" if wants_gpu else "info"
             checks.append(Check(label, level, "not found on the library path"))
+    from .providers import BF16_FLAGS, cpu_flags
+
+    native = sorted(f for f in cpu_flags() if f in BF16_FLAGS)
+    if native:
+        checks.append(Check("CPU bf16", "ok", f"native ({', '.join(native)}): OpenVINO runs bf16"))
+    else:
+        checks.append(
+            Check(
+                "CPU bf16",
+                "info",
+                "not native (no AMX or AVX512-BF16): --device openvino runs fp32 unless "
+                "--precision bf16 is forced",
+            )
+        )
     for module, dist, purpose in (
         ("tensorflow", "tensorflow", "export"),
         ("tf2onnx", "tf2onnx", "export"),
@@ -115,6 +129,7 @@ def model_info(path: Path) -> dict[str, Any]:
         "feature_layer": meta.feature_layer,
         "score_layer": meta.score_layer,
         "fp16": meta.fp16,
+        "precision": session.precision,
         "source": meta.source,
         "source_sha256": meta.source_sha256,
         "producer": dict(meta.producer),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +24,8 @@ from .errors import (
     ModelLoadError,
     ProviderError,
 )
-from .metadata import INPUT_NAME, SCORES_NAME, ModelMetadata, Preprocessing
-from .providers import CudaConfig, ShapeProfile, TensorRTConfig
+from .metadata import INPUT_NAME, PREFIX, SCORES_NAME, ModelMetadata, Preprocessing
+from .providers import CudaConfig, OpenVINOConfig, ShapeProfile, TensorRTConfig
 
 __all__ = [
     "PROVIDERS",
@@ -44,7 +44,7 @@ PROVIDERS = {
     "openvino": "OpenVINOExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-_AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+_AUTO_ORDER = ("tensorrt", "cuda", "openvino", "cpu")
 
 
 class ProviderFallbackWarning(UserWarning):
@@ -71,9 +71,9 @@ def resolve_providers(
 ) -> list[str]:
     """ONNX Runtime provider names for ``requested`` short names (or ``auto``).
 
-    ``auto``: TensorRT, then CUDA, whichever are available, then CPU. Explicit names keep their
-    order; one that is not available is skipped with a ProviderFallbackWarning. CPU is always
-    last, as the fallback.
+    ``auto``: TensorRT, then CUDA, then OpenVINO, whichever are available, then CPU. Explicit
+    names keep their order; one that is not available is skipped with a
+    ProviderFallbackWarning. CPU is always last, as the fallback.
     """
     available = list(available) if available is not None else available_providers()
     if isinstance(requested, str):
@@ -126,6 +126,11 @@ class SessionConfig:
     bucketed: bool = False
     #: Bind inputs/outputs with ONNX Runtime's IO binding: None (auto) on CUDA/TensorRT only.
     io_binding: bool | None = None
+    openvino: OpenVINOConfig = field(default_factory=OpenVINOConfig)
+    #: A session compiled per input shape (None: auto, with OpenVINO first), the
+    #: ``max_static_sessions`` most recently used kept open.
+    static_shapes: bool | None = None
+    max_static_sessions: int = 8
 
     def __post_init__(self) -> None:
         if isinstance(self.providers, str):  # "cuda" or "cuda,cpu"
@@ -140,6 +145,13 @@ class SessionConfig:
         object.__setattr__(self, "provider_options", options)
         if not isinstance(self.cuda, CudaConfig) or not isinstance(self.tensorrt, TensorRTConfig):
             raise ConfigError("cuda and tensorrt must be CudaConfig and TensorRTConfig objects")
+        if not isinstance(self.openvino, OpenVINOConfig):
+            raise ConfigError("openvino must be an OpenVINOConfig object")
+        if self.static_shapes not in (None, True, False):
+            raise ConfigError(f"static_shapes {self.static_shapes!r} must be None, True or False")
+        limit = self.max_static_sessions
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError(f"max_static_sessions {limit!r} must be an integer >= 1")
         if self.io_binding not in (None, True, False):
             raise ConfigError(f"io_binding {self.io_binding!r} must be None (auto), True or False")
 
@@ -149,6 +161,8 @@ class SessionConfig:
             base = self.cuda.ort_options(self.bucketed)
         elif provider == PROVIDERS["tensorrt"]:
             base = self.tensorrt.ort_options(input_name, self.trt_profile)
+        elif provider == PROVIDERS["openvino"]:
+            base = self.openvino.ort_options()
         else:
             base = {}
         extra = dict(self.provider_options).get(provider, {})
@@ -213,20 +227,25 @@ class CamSession:
         providers = resolve_providers(self.config.providers)
         input_name = (plain.input_name if plain is not None else None) or INPUT_NAME
         provider_list = [(p, self.config.options_for(p, input_name)) for p in providers]
-        try:
-            self._session = ort.InferenceSession(str(self.path), options, providers=provider_list)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(
-                f"{self.path} is not a usable ONNX model ({first}): pass a file written by "
-                "'cam-rt export'"
-            ) from exc
+        self._session = self._open(ort, options, provider_list, {})
         self.providers: list[str] = list(self._session.get_providers())
         gpu = [p for p in self.providers if p in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])]
         self._device = ("cuda", self.config.cuda.device_id) if gpu else ("cpu", 0)
         binding = self.config.io_binding
         self._io_binding = bool(gpu) if binding is None else binding
         self._profile = self.config.trt_profile if PROVIDERS["tensorrt"] in gpu else None
+        static = self.config.static_shapes
+        if static is None:
+            static = self.providers[0] == PROVIDERS["openvino"]
+        self._static: _StaticSessions | None = None
+        if static:
+            shape = self._session.get_inputs()[0].shape
+            dims = {i: d for i, d in enumerate(shape) if isinstance(d, str)}
+            self._static = _StaticSessions(
+                lambda overrides: self._open(ort, options, provider_list, overrides),
+                dims,
+                self.config.max_static_sessions,
+            )
         missing = [p for p in providers if p not in self.providers]
         if missing:
             warnings.warn(
@@ -236,6 +255,7 @@ class CamSession:
                 stacklevel=2,
             )
         props = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._props = props
         self._numpy_pre: Preprocessing | None = None
         if plain is None:
             self.metadata = ModelMetadata.from_props(props, where=str(self.path))
@@ -247,6 +267,26 @@ class CamSession:
             self._init_plain(plain)
         self._check_io()
         self._stride = self.metadata.output_stride or self._measure_stride()
+
+    def _open(self, ort: Any, options: Any, providers: list[Any], overrides: dict[str, int]) -> Any:
+        """An ONNX Runtime session; ``overrides`` fix named dynamic dimensions (static shapes)."""
+        if overrides:
+            fixed = ort.SessionOptions()
+            fixed.graph_optimization_level = options.graph_optimization_level
+            fixed.log_severity_level = options.log_severity_level
+            fixed.enable_mem_pattern = True  # one shape per session: patterns pay here
+            fixed.intra_op_num_threads = options.intra_op_num_threads
+            for name, value in overrides.items():
+                fixed.add_free_dimension_override_by_name(name, value)
+            options = fixed
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(
+                f"{self.path} is not a usable ONNX model ({first}): pass a file written by "
+                "'cam-rt export'"
+            ) from exc
 
     def _init_plain(self, plain: PlainModel) -> None:
         inputs = self._session.get_inputs()
@@ -340,17 +380,35 @@ class CamSession:
                     "given: pass one name per class"
                 )
 
-    def _run_bound(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run_bound(self, session: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One run through IO binding: the input is copied to the device once, both outputs
         stay there until read back (with ``cams`` files only (N, h, w, L) crosses the bus)."""
         device, device_id = self._device
-        binding = self._session.io_binding()
+        binding = session.io_binding()
         binding.bind_cpu_input(self._input, x)
         binding.bind_output(self._scores, device, device_id)
         binding.bind_output(self._maps, device, device_id)
-        self._session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         scores, maps = binding.copy_outputs_to_cpu()
         return scores, maps
+
+    @property
+    def precision(self) -> str:
+        """What arithmetic runs: the file's (fp32, fp16 export, int8 QDQ) or the engine's."""
+        first = self.providers[0]
+        on_openvino = first == PROVIDERS["openvino"]
+        if PREFIX + "quantization" in self._props:
+            return "int8 (QDQ file, OpenVINO)" if on_openvino else "int8 (QDQ file)"
+        if on_openvino:
+            return f"{self.config.openvino.resolved_precision()} (OpenVINO)"
+        if first == PROVIDERS["tensorrt"] and self.config.tensorrt.fp16:
+            return "fp16 (TensorRT)"
+        return "fp16 (file)" if self.metadata.fp16 else "fp32"
+
+    @property
+    def static_sessions(self) -> int | None:
+        """How many per-shape sessions are open (None: one dynamic-shape session)."""
+        return None if self._static is None else len(self._static)
 
     @property
     def uses_io_binding(self) -> bool:
@@ -409,10 +467,11 @@ class CamSession:
                 f"to {profile.max[1]}x{profile.max[2]}): widen --min-side/--max-side"
             )
         try:
+            session = self._session if self._static is None else self._static.get(x.shape)
             if self._io_binding:
-                scores, maps = self._run_bound(x)
+                scores, maps = self._run_bound(session, x)
             else:
-                scores, maps = self._session.run([self._scores, self._maps], {self._input: x})
+                scores, maps = session.run([self._scores, self._maps], {self._input: x})
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ProviderError(
@@ -435,3 +494,37 @@ class CamSession:
                 f"and (N, h, w, {n}) for its {n} classes"
             )
         return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
+
+
+class _StaticSessions:
+    """Sessions compiled for one input shape each, least recently used closed past ``limit``.
+    Thread-safe: a shape's session is built once under a lock; runs happen outside it."""
+
+    def __init__(
+        self, build: Callable[[dict[str, int]], Any], dims: Mapping[int, str], limit: int
+    ) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self._build = build
+        self._dims = dict(dims)  # position -> name of the input's dynamic dims
+        self._limit = limit
+        self._sessions: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, shape: tuple[int, ...]) -> Any:
+        key = tuple(int(v) for v in shape)
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None:
+                overrides = {name: key[i] for i, name in self._dims.items()}
+                session = self._build(overrides)
+                self._sessions[key] = session
+                while len(self._sessions) > self._limit:
+                    self._sessions.popitem(last=False)
+            else:
+                self._sessions.move_to_end(key)
+            return session

@@ -240,3 +240,64 @@ def test_cli_warmup_runs_every_shape(tmp_path: Path) -> None:
     assert f"warmed {len(payload['shapes'])} shapes" in result.stdout
     bad = CliRunner().invoke(get_app(), ["warmup", str(model), "--min-side", "64"])
     assert bad.exit_code == 1 and "needs --bucket" in bad.output
+
+
+def test_openvino_options() -> None:
+    from cam_rt.runtime.providers import OpenVINOConfig
+
+    amx = frozenset({"avx2", "amx_bf16", "amx_tile"})
+    avx2 = frozenset({"avx2", "fma"})
+    auto = OpenVINOConfig()
+    assert auto.resolved_precision(amx) == "bf16" and auto.resolved_precision(avx2) == "fp32"
+    assert auto.ort_options(avx2) == {"device_type": "CPU", "precision": "FP32"}
+    bf16 = auto.ort_options(amx)
+    assert json.loads(bf16["load_config"]) == {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}
+    forced = OpenVINOConfig(precision="fp16", num_threads=2, cache_dir=Path("/tmp/ov"))
+    assert forced.ort_options(amx) == {
+        "device_type": "CPU",
+        "precision": "FP16",
+        "cache_dir": "/tmp/ov",
+        "num_of_threads": "2",
+    }
+    with pytest.raises(ConfigError, match="precision 'int4' is unknown"):
+        OpenVINOConfig(precision="int4")  # type: ignore[arg-type]
+
+
+def test_static_shape_sessions_match_and_stay_bounded(tmp_path: Path) -> None:
+    """Per-shape sessions (OpenVINO's mode) on the CPU provider: same outputs, LRU bound."""
+    path = channel_model(tmp_path / "m.onnx", channels=3, offset=0.1)
+    dynamic = CamSession(path)
+    static = CamSession(path, SessionConfig(static_shapes=True, max_static_sessions=2))
+    assert dynamic.static_sessions is None and static.static_sessions == 0
+    rng = np.random.default_rng(3)
+    for shape in ((1, 10, 12), (2, 10, 12), (1, 10, 12), (1, 7, 9), (1, 10, 12)):
+        x = rng.uniform(0, 255, (*shape, 3)).astype(np.float32)
+        for a, b in zip(dynamic.run(x), static.run(x), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert static.static_sessions is not None and static.static_sessions <= 2
+
+
+def test_static_sessions_build_each_shape_once_under_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cam_rt.runtime.session import _StaticSessions
+
+    built: list[dict[str, int]] = []
+
+    def build(overrides: dict[str, int]) -> object:
+        built.append(overrides)
+        return object()
+
+    cache = _StaticSessions(build, {0: "batch", 1: "height", 2: "width"}, limit=3)
+    shapes = [(1, 8, 8, 3), (2, 8, 8, 3)] * 20
+    with ThreadPoolExecutor(4) as pool:
+        sessions = list(pool.map(cache.get, shapes))
+    assert len(built) == 2 and len({id(s) for s in sessions}) == 2
+    assert {"batch": 2, "height": 8, "width": 8} in built
+    for i in range(5):  # least recently used sessions are dropped past the limit
+        cache.get((1, 16 + i, 8, 3))
+    assert len(cache) == 3
+
+
+def test_session_precision_names(tmp_path: Path) -> None:
+    assert CamSession(channel_model(tmp_path / "m.onnx")).precision == "fp32"

@@ -34,6 +34,8 @@ def test_auto_providers() -> None:
     assert resolve_providers(["auto"], ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert resolve_providers(["auto"], GPU) == GPU
     assert resolve_providers(["AUTO"], GPU[1:]) == GPU[1:]
+    ov = ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers(["auto"], ov) == ov  # onnxruntime-openvino installed
 
 
 def test_explicit_providers_case_insensitive_with_cpu_fallback() -> None:

@@ -1,0 +1,113 @@
+"""``cam-rt quantize``: int8 QDQ on the trained demo model, fidelity report, refusal, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cam_rt.runtime import CamSession, ExplainConfig, Explainer
+from cam_rt.runtime.cli import get_app
+from cam_rt.runtime.errors import ConfigError, ExportError
+from cam_rt.runtime.quantize import QuantizeConfig, map_fidelity, quantize_model
+
+
+@pytest.fixture(scope="module")
+def demo_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("tensorflow")
+    from cam_rt.export import ExportConfig, export_model
+    from cam_rt.export.train_demo import load_demo_model
+
+    folder = tmp_path_factory.mktemp("demo")
+    (folder / "classes.txt").write_text("circle\nsquare\ntriangle\nstar\nring\nellipse\n")
+    path = folder / "demo.onnx"
+    export_model(load_demo_model(), path, ExportConfig(classes=str(folder / "classes.txt")))
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cam_rt.export.synthetic import generate
+
+    folder = tmp_path_factory.mktemp("calib")
+    for i, sample in enumerate(generate(6, 5)):
+        Image.fromarray(sample.image).save(folder / f"c{i}.png")
+    return folder
+
+
+def test_map_fidelity_known_answers() -> None:
+    a = np.zeros((2, 2, 1), np.float32)
+    a[0, 0] = 1.0
+    b = a.copy()
+    b[1, 1] = 1.0  # cosine 1/sqrt(2), max abs 1, mean abs 1/4
+    f = map_fidelity([a, a], [a, b], [3, 3], [3, 4])
+    assert f.images == 2 and f.min_cosine == pytest.approx(2**-0.5)
+    assert f.mean_cosine == pytest.approx((1 + 2**-0.5) / 2)
+    assert (f.max_abs, f.mean_abs, f.top1_agreement) == (1.0, 0.125, 0.5)
+    zero = np.zeros((2, 2, 1), np.float32)
+    assert map_fidelity([zero], [zero]).mean_cosine == 1.0
+    with pytest.raises(ValueError):
+        map_fidelity([a], [np.zeros((3, 2, 1))])
+
+
+def test_quantize_writes_a_faithful_int8_file(demo_onnx: Path, calibration: Path) -> None:
+    from cam_rt.runtime.quantize import load_calibration
+
+    out = demo_onnx.parent / "demo.int8.onnx"
+    images = load_calibration(calibration, 6)
+    report = quantize_model(demo_onnx, images, out, QuantizeConfig(floor=0.9))
+    assert report.written and out.is_file() and report.calibration_inputs == 6 * 8
+    assert report.fidelity.mean_cosine >= 0.9 and report.fidelity.images == 6
+    proto = onnx.load(str(out))
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    props = {p.key: p.value for p in proto.metadata_props}
+    meta = json.loads(props["cam_rt.quantization"])
+    assert meta["calibration_images"] == 6 and len(meta["float_nodes"]) == 1
+    # The file works like any cam-rt file, with the same classes.
+    session = CamSession(out)
+    assert session.class_names == CamSession(demo_onnx).class_names
+    (r,) = Explainer(session, ExplainConfig()).explain(images[0])
+    assert r.maps.shape[:2] == images[0].shape[:2]
+    assert report.bytes_after < report.bytes_before
+
+
+def test_quantize_refuses_below_the_floor_and_writes_nothing(
+    demo_onnx: Path, calibration: Path
+) -> None:
+    from cam_rt.runtime.quantize import load_calibration
+
+    out = demo_onnx.parent / "refused.onnx"
+    images = load_calibration(calibration, 2)
+    with pytest.raises(ExportError, match="below the fidelity floor"):
+        quantize_model(demo_onnx, images, out, QuantizeConfig(floor=1.0, tta=None))
+    assert not out.exists() and not list(out.parent.glob(".refused.onnx.*"))
+    forced = quantize_model(demo_onnx, images, out, QuantizeConfig(floor=1.0, force=True, tta=None))
+    assert forced.written and out.is_file()
+    with pytest.raises(ConfigError, match="overwrite the input model"):
+        quantize_model(demo_onnx, images, demo_onnx)
+    with pytest.raises(ConfigError, match="no calibration images"):
+        quantize_model(demo_onnx, [], out)
+
+
+def test_cli_quantize(demo_onnx: Path, calibration: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "q.onnx", tmp_path / "q.json"
+    args = ["quantize", str(demo_onnx), "--calibration", str(calibration), "-o", str(out)]
+    result = CliRunner().invoke(
+        get_app(), [*args, "--images", "3", "--floor", "0.5", "--json", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "maps vs float: cosine" in result.stdout and out.is_file()
+    assert json.loads(report.read_text())["fidelity"]["images"] == 3
+    refused = CliRunner().invoke(get_app(), [*args, "--images", "2", "--floor", "1.0", "--no-tta"])
+    assert refused.exit_code == 1 and "below the fidelity floor" in refused.output
+    bad = CliRunner().invoke(
+        get_app(),
+        ["quantize", str(demo_onnx), "--calibration", str(tmp_path / "nope"), "-o", str(out)],
+    )
+    assert bad.exit_code == 1 and "is not a folder" in bad.output
