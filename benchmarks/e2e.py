@@ -19,6 +19,14 @@ that imports TensorFlow, loads the ``.keras`` model and computes the same CAM.
     python benchmarks/e2e.py                    # everything (about 25 minutes on 2 cores)
     python benchmarks/e2e.py --workloads demo-folder-tta --rounds 1
     python benchmarks/e2e.py --quick            # the smoke run of the test suite
+    python benchmarks/e2e.py --variants openvino-bf16,int8,openvino-int8   # more cam-rt sides
+
+Variants run the cam-rt side again on another engine or file, in the same alternation:
+``int8`` (a ``cam-rt quantize`` file, 8 calibration images of another seed, ONNX Runtime CPU),
+``openvino-bf16`` / ``openvino-fp32`` / ``openvino-int8`` (the OpenVINO execution provider, run
+by the interpreter of ``--openvino-python``, default ``.venv-openvino/bin/python``: it cannot
+share an environment with plain onnxruntime). Their map difference is measured against the
+TensorFlow side too, so a faster precision never hides its error.
 
 Models: the built-in ResNet38-d (random weights, seed 0) and the trained demo model, exported
 once into ``.bench-cache/``.
@@ -74,6 +82,13 @@ WORKLOADS = {
         Workload("demo-folder-tta", "demo", 0, 100, True),
     )
 }
+#: cam-rt sides beyond ONNX Runtime fp32: (device, precision, int8 file?)
+VARIANTS = {
+    "int8": ("cpu", "auto", True),
+    "openvino-fp32": ("openvino", "fp32", False),
+    "openvino-bf16": ("openvino", "bf16", False),
+    "openvino-int8": ("openvino", "fp32", True),
+}
 QUICK = (
     Workload("demo-folder", "demo", 0, 3, False),
     Workload("demo-folder-tta", "demo", 0, 3, True),
@@ -128,13 +143,26 @@ def _tf_side(spec: dict[str, Any]) -> Any:
 
 
 def _cam_rt_side(spec: dict[str, Any]) -> Any:
-    from cam_rt.runtime import CamSession, ClassSelection, ExplainConfig, Explainer, TTAConfig
+    from cam_rt.runtime import (
+        CamSession,
+        ClassSelection,
+        ExplainConfig,
+        Explainer,
+        SessionConfig,
+        TTAConfig,
+    )
     from cam_rt.runtime.io import read_image
+    from cam_rt.runtime.providers import OpenVINOConfig
 
     tta = TTAConfig(TTA_SCALES, True, "keras-explainable") if spec["tta"] else None
-    explainer = Explainer(
-        CamSession(spec["onnx"]), ExplainConfig(tta=tta, classes=ClassSelection("all"))
+    config = SessionConfig(
+        providers=(spec.get("device", "cpu"),),
+        openvino=OpenVINOConfig(precision=spec.get("precision", "auto")),
     )
+    session = CamSession(spec["onnx"], config)
+    if spec.get("device") == "openvino" and session.providers[0] != "OpenVINOExecutionProvider":
+        raise SystemExit(f"OpenVINO is not available to {sys.executable}")
+    explainer = Explainer(session, ExplainConfig(tta=tta, classes=ClassSelection("all")))
 
     def run(path: str) -> np.ndarray:
         (result,) = explainer.explain(read_image(Path(path)).pixels)
@@ -230,6 +258,30 @@ def keras_file(model: str) -> Path:
     return path
 
 
+def int8_file(model: str, onnx_path: Path, size: int) -> Path:
+    """``cam-rt quantize`` of the model, 8 calibration images of another seed, no floor."""
+    out = CACHE / f"{onnx_path.stem}.int8.onnx"
+    if not out.is_file():
+        from PIL import Image
+
+        from cam_rt.export.synthetic import generate
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, sample in enumerate(generate(8, 3, (size, size) if size else None)):
+                Image.fromarray(sample.image).save(Path(tmp) / f"c{i}.png")
+            cam_rt = str(Path(sys.executable).with_name("cam-rt"))
+            cmd = [cam_rt, "quantize", str(onnx_path), "--calibration", tmp, "-o", str(out)]
+            result = run_checked([*cmd, "--images", "8", "--no-tta", "--floor", "0"])
+            print(f"quantized {model}: {result.stdout.strip()} ({result.seconds:.0f} s)")
+    return out
+
+
+def map_diff(a_path: Path, b_path: Path) -> float:
+    """Max abs difference of two sides' maps (same images, same order)."""
+    a, b = np.load(a_path), np.load(b_path)
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a.files)
+
+
 def run_checked(cmd: list[str]) -> Any:
     result = run_process(cmd)
     if result.returncode != 0:
@@ -294,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="demo model, 3 images, 1 round")
     parser.add_argument("--name", default="e2e")
+    parser.add_argument("--variants", default="", help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--openvino-python",
+        default=str(HERE.parent / ".venv-openvino" / "bin" / "python"),
+        help="the interpreter with onnxruntime-openvino (for openvino-* variants)",
+    )
     parser.add_argument("--worker", choices=["tf", "cam-rt"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -313,10 +371,17 @@ def main(argv: list[str] | None = None) -> int:
             (args.cold_repeats),
             2048,
         )
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if any(v not in VARIANTS for v in variants):
+        parser.error(f"unknown variants {variants}; choose from {', '.join(VARIANTS)}")
+    wants_ov = any(VARIANTS[v][0] == "openvino" for v in variants)
+    if wants_ov and not Path(args.openvino_python).is_file():
+        parser.error(f"--openvino-python {args.openvino_python} does not exist")
     peak = matmul_peak_gflops(peak_n)
     print(
         f"config: workloads {[w.name for w in workloads]}, rounds {rounds}, TTA scales "
-        f"{TTA_SCALES} + flip (keras-explainable mode), fp32 matmul peak {peak:.0f} GFLOP/s"
+        f"{TTA_SCALES} + flip (keras-explainable mode), fp32 matmul peak {peak:.0f} GFLOP/s, "
+        f"variants {variants or 'none'}"
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -328,15 +393,25 @@ def main(argv: list[str] | None = None) -> int:
             spec = {"model": w.model, "onnx": str(onnx_path), "tta": w.tta, "images": paths}
             if w.model == "demo":
                 spec["keras"] = str(demo_files()[0])
-            lat: dict[str, list[float]] = {"cam-rt": [], "tf": []}
-            rss: dict[str, float] = {"cam-rt": 0.0, "tf": 0.0}
+            sides = ["cam-rt", "tf", *variants]
+            lat: dict[str, list[float]] = {side: [] for side in sides}
+            rss: dict[str, float] = {side: 0.0 for side in sides}
             for r in range(rounds):
-                for side in ("cam-rt", "tf") if r % 2 == 0 else ("tf", "cam-rt"):
+                order = sides[r % len(sides) :] + sides[: r % len(sides)]
+                for side in order if r % 2 == 0 else order[::-1]:
                     side_spec = {
                         **spec,
                         "maps": str(tmp / f"{w.name}_{side}.npz") if r == 0 else "",
                     }
-                    cmd = [sys.executable, __file__, "--worker", side, "--spec"]
+                    python, worker_side = sys.executable, "tf" if side == "tf" else "cam-rt"
+                    if side in VARIANTS:
+                        device, precision, int8 = VARIANTS[side]
+                        side_spec.update(device=device, precision=precision)
+                        if int8:
+                            side_spec["onnx"] = str(int8_file(w.model, onnx_path, w.size))
+                        if device == "openvino":
+                            python = args.openvino_python
+                    cmd = [python, __file__, "--worker", worker_side, "--spec"]
                     result = run_checked([*cmd, json.dumps(side_spec)])
                     report = json.loads(result.stdout.strip().splitlines()[-1])
                     lat[side] += report["latencies"]
@@ -348,9 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"peak RSS {result.peak_rss_mib:.0f} MiB; samples "
                         + " ".join(f"{v * 1e3:.1f}" for v in report["latencies"][:12])
                     )
-            a_maps = np.load(tmp / f"{w.name}_cam-rt.npz")
-            b_maps = np.load(tmp / f"{w.name}_tf.npz")
-            diff = max(float(np.abs(a_maps[k] - b_maps[k]).max()) for k in a_maps.files)
+            tf_maps = tmp / f"{w.name}_tf.npz"
+            diff = map_diff(tmp / f"{w.name}_cam-rt.npz", tf_maps)
             a, b = summarize(lat["cam-rt"]), summarize(lat["tf"])
             row = {
                 "workload": w.name,
@@ -365,7 +439,21 @@ def main(argv: list[str] | None = None) -> int:
                 "max_abs_map_diff": diff,
                 "cam_rt_peak_share": gflop / a.mean / peak,
                 "tf_peak_share": gflop / b.mean / peak,
+                "variants": {},
             }
+            for v in variants:
+                sv = summarize(lat[v])
+                row["variants"][v] = {
+                    "stats": sv.as_dict(),
+                    "rss_mib": rss[v],
+                    "speedup_p50": b.p50 / sv.p50,
+                    "max_abs_map_diff": map_diff(tmp / f"{w.name}_{v}.npz", tf_maps),
+                    "peak_share": gflop / sv.mean / peak,
+                }
+                print(
+                    f"{w.name} {v}: p50 {sv.p50 * 1e3:.1f} ms -> {b.p50 / sv.p50:.2f}x TF; "
+                    f"max map diff vs TF {row['variants'][v]['max_abs_map_diff']:.2e}"
+                )
             rows.append(row)
             print(
                 f"{w.name}: cam-rt p50 {a.p50 * 1e3:.1f} ms vs TF {b.p50 * 1e3:.1f} ms -> "
@@ -389,19 +477,29 @@ def main(argv: list[str] | None = None) -> int:
     table = _table(rows, cold, peak)
     print(table)
     path = write_results(
-        args.name, {"peak_gflops": peak, "rounds": rounds, "rows": rows, "cold": cold}, table
+        args.name,
+        {"peak_gflops": peak, "rounds": rounds, "variants": variants, "rows": rows, "cold": cold},
+        table,
     )
+    series = {
+        "TensorFlow (tf.function)": [r["tf"]["p50"] * 1e3 for r in rows],
+        "cam-rt (ONNX Runtime)": [r["cam_rt"]["p50"] * 1e3 for r in rows],
+    }
+    for v in variants:
+        series[f"cam-rt {v}"] = [r["variants"][v]["stats"]["p50"] * 1e3 for r in rows]
     plot_bars(
         path.with_suffix(".png"),
         [r["workload"] for r in rows],
-        {
-            "TensorFlow (tf.function)": [r["tf"]["p50"] * 1e3 for r in rows],
-            "cam-rt (ONNX Runtime)": [r["cam_rt"]["p50"] * 1e3 for r in rows],
-        },
+        series,
         "p50 latency per image (ms)",
         "CAM end to end, file to normalized maps: TensorFlow vs cam-rt",
     )
     return 0
+
+
+def fp32_share(variant: str, share: float) -> str:
+    """The share of the fp32 peak, meaningful for fp32 sides only."""
+    return f"{share:.0%}" if variant.endswith("fp32") else "n/a (not fp32)"
 
 
 def _table(rows: list[dict], cold: list[dict], peak: float) -> str:
@@ -409,7 +507,7 @@ def _table(rows: list[dict], cold: list[dict], peak: float) -> str:
         f"Latency per image, file to normalized maps of every class; fp32 matmul peak "
         f"{peak:.0f} GFLOP/s.\n\n"
         "| workload | n | side | p50 ms | p90 ms | p99 ms | images/s | peak RSS MiB | "
-        "% of peak | speed-up | max map diff |\n"
+        "% of fp32 peak | speed-up | max map diff vs TF |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     for r in rows:
@@ -424,6 +522,14 @@ def _table(rows: list[dict], cold: list[dict], peak: float) -> str:
                     if key == "cam_rt"
                     else "| |\n"
                 )
+            )
+        for v, d in r.get("variants", {}).items():
+            s = d["stats"]
+            out += (
+                f"| {r['workload']} | {s['n']} | cam-rt {v} | {s['p50'] * 1e3:.1f} | "
+                f"{s['p90'] * 1e3:.1f} | {s['p99'] * 1e3:.1f} | {1 / s['mean']:.2f} | "
+                f"{d['rss_mib']:.0f} | {fp32_share(v, d['peak_share'])} | "
+                f"{d['speedup_p50']:.2f}x | {d['max_abs_map_diff']:.1e} |\n"
             )
     if cold:
         out += (

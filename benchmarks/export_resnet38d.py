@@ -6,6 +6,7 @@ model, tracing, conversion, weight binding, ONNX Runtime folding, the parity che
 and the write. Goal (issue 2): peak RSS <= 4 GiB and <= 90 s on the 2-core reference machine.
 
     python benchmarks/export_resnet38d.py [--repeat N] [--output-kind cam|features]
+    python benchmarks/export_resnet38d.py --source model.keras    # any model (no goal)
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--output-kind", choices=["cam", "features"], default="cam")
     parser.add_argument("--name", default="export_resnet38d")
+    parser.add_argument("--source", default="resnet38d", help="a model file instead")
     args = parser.parse_args(argv)
+    builtin = args.source == "resnet38d"
 
     script = Path(sys.executable).with_name("cam-rt")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    print(f"config: resnet38d random weights, output={args.output_kind}, repeat={args.repeat}")
+    what = "resnet38d random weights" if builtin else Path(args.source).name
+    print(f"config: {what}, output={args.output_kind}, repeat={args.repeat}")
     samples, rss, errors, size = [], [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "resnet38d.onnx"
@@ -40,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [
                 str(script),
                 "export",
-                "resnet38d",
-                "--weights",
-                "none",
+                args.source,
+                *(["--weights", "none"] if builtin else []),
                 "-o",
                 str(out),
                 "--output",
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     t, m = summarize(samples), summarize(rss)
     ok = t.p50 <= GOAL_SECONDS and m.maximum <= GOAL_RSS_MIB
-    verdict = "met" if ok else "NOT met"
+    verdict = ("met" if ok else "NOT met") if builtin else "(the goal is for resnet38d)"
     print(
         f"wall time median {t.p50:.1f} s (IQR {t.iqr:.1f}), peak RSS max {m.maximum:.0f} MiB, "
         f"file {size / 2**20:.0f} MiB; goal <= {GOAL_SECONDS:.0f} s, <= {GOAL_RSS_MIB:.0f} MiB: "
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     table = (
         "| workload | wall time (median) | peak RSS | ONNX size | max rel. error vs Keras |\n"
         "|---|---|---|---|---|\n"
-        f"| cam-rt export resnet38d ({args.output_kind}) | {t.p50:.1f} s | "
+        f"| cam-rt export {what} ({args.output_kind}) | {t.p50:.1f} s | "
         f"{m.maximum / 1024:.2f} GiB | {size / 2**20:.0f} MiB | {max(errors):.1g} |\n"
     )
     write_results(
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         table,
     )
-    return 0 if ok else 2
+    return 0 if ok or not builtin else 2
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(51))  # 0.10 .. 0.60
 SCALES = (0.5, 1.0, 1.5, 2.0)
 
 
-def export_demo(folder: Path, weights: Path | None = None) -> Path:
+def export_demo(folder: Path, weights: Path | None = None, fp16: bool = False) -> Path:
     if weights is not None and weights.suffix == ".keras":  # a whole model, e.g. an experiment
         code = f"import shutil; shutil.copy({str(weights)!r}, {str(folder / 'demo.keras')!r})\n"
     else:
@@ -42,7 +42,7 @@ def export_demo(folder: Path, weights: Path | None = None) -> Path:
         )
     subprocess.run([sys.executable, "-c", code], check=True)
     (folder / "classes.txt").write_text("circle\nsquare\ntriangle\nstar\nring\nellipse\n")
-    onnx_path = folder / "demo.onnx"
+    onnx_path = folder / ("demo.fp16.onnx" if fp16 else "demo.onnx")
     cam_rt = str(Path(sys.executable).with_name("cam-rt"))
     subprocess.run(
         [
@@ -54,6 +54,7 @@ def export_demo(folder: Path, weights: Path | None = None) -> Path:
             "--classes",
             str(folder / "classes.txt"),
             "--quiet",
+            *(["--fp16"] if fp16 else []),
         ],
         check=True,
     )

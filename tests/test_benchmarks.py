@@ -35,6 +35,7 @@ def test_summarize() -> None:
             ["--size", "40", "--repeat", "2", "--name", "smoke_stages"],
             "smoke_stages",
         ),
+        ("gpu.py", ["--devices", "cpu", "--quick", "--name", "smoke_gpu"], "smoke_gpu"),
     ],
 )
 def test_scripts_run(tmp_path: Path, script: str, args: list[str], result: str) -> None:
@@ -51,6 +52,9 @@ def test_scripts_run(tmp_path: Path, script: str, args: list[str], result: str) 
     assert proc.stdout.startswith("config:")
     payload = json.loads((tmp_path / "results" / f"{result}.json").read_text())
     assert payload["machine"]["cores"] and (tmp_path / "results" / f"{result}.md").is_file()
+    if result == "smoke_gpu":  # CPU stands in for the GPU: same maps as the reference
+        (row,) = payload["rows"]
+        assert row["max_abs_map_diff_vs_cpu_fp32"] == 0.0 and row["warmup_shapes"] > 0
     if result == "smoke_stages":  # from file to encoded outputs
         assert {"decode", "onnxruntime", "tta_resize", "colour", "encode"} <= set(
             payload["stages"][0]
@@ -65,7 +69,8 @@ def test_e2e_quick(tmp_path: Path) -> None:
         "CAM_RT_BENCH_CACHE": str(tmp_path / "cache"),
     }
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "e2e.py"), "--quick", "--name", "smoke_e2e"],
+        [sys.executable, str(BENCH / "e2e.py"), "--quick", "--variants", "int8"]
+        + ["--name", "smoke_e2e"],
         capture_output=True,
         text=True,
         env=env,
@@ -80,7 +85,43 @@ def test_e2e_quick(tmp_path: Path) -> None:
         assert row["max_abs_map_diff"] < 1e-4  # the same maps on both sides
         assert row["cam_rt"]["n"] == row["tf"]["n"] == 3
         assert row["gflop_per_image"] > 0 and row["cam_rt_rss_mib"] > 0
+        int8 = row["variants"]["int8"]  # a third side: the quantized file, its error shown
+        assert int8["stats"]["n"] == 3 and 0 < int8["max_abs_map_diff"] <= 1
     # TTA runs 10 passes of the same image sizes: more FLOPs than one pass.
     assert rows["demo-folder-tta"]["gflop_per_image"] > 5 * rows["demo-folder"]["gflop_per_image"]
     assert payload["cold"][0]["model"] == "demo" and payload["cold"][0]["tf_s"]["n"] == 1
     assert (tmp_path / "results" / "smoke_e2e.png").stat().st_size > 1000
+    assert "| cam-rt int8 |" in (tmp_path / "results" / "smoke_e2e.md").read_text()
+
+
+def test_export_and_quality_scripts_quick(tmp_path: Path, keras_file: Path) -> None:
+    """The export benchmark on a small model, the quality table on 6 held-out images, the
+    fidelity table of fp16 and int8 on 4."""
+    env = {**os.environ, "CAM_RT_BENCH_RESULTS": str(tmp_path / "results")}
+    runs = {
+        "smoke_export": [str(BENCH / "export_resnet38d.py"), "--source", str(keras_file)],
+        "smoke_quality": [str(BENCH / "quality.py"), "--count", "6"],
+        "smoke_fidelity": [
+            str(BENCH / "fidelity.py"),
+            *("--count", "4", "--calibration", "2", "--variants", "fp16,int8,openvino-bf16"),
+        ],
+    }
+    for name, args in runs.items():
+        proc = subprocess.run(
+            [sys.executable, *args, "--name", name],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.startswith("config:")
+    export = json.loads((tmp_path / "results" / "smoke_export.json").read_text())
+    assert export["onnx_bytes"] > 0 and export["max_rel_error"][0] < 1e-4
+    quality = json.loads((tmp_path / "results" / "smoke_quality.json").read_text())
+    assert quality["images"] == 6 and 0 < quality["rows"]["TTA mean"]["miou"] <= 1
+    fidelity = json.loads((tmp_path / "results" / "smoke_fidelity.json").read_text())
+    assert fidelity["skipped"] == ["openvino-bf16"]  # no OpenVINO EP in this environment
+    fp16, int8 = fidelity["rows"]["fp16"], fidelity["rows"]["int8"]
+    assert fp16["precision"] == "fp16 (file)" and int8["precision"] == "int8 (QDQ file)"
+    assert 0 < fp16["tta_max_abs"] < int8["tta_max_abs"] <= 1  # fp16 is the closer of the two
