@@ -53,19 +53,46 @@ class ProcessRun:
     stderr: str
 
 
+# A child's ``ru_maxrss`` counts the memory of the process it was forked from (Linux keeps the
+# pre-exec high-water mark), so a child of a benchmark that holds a 400 MB model would report at
+# least that. Children are therefore forked by this small launcher, which reports the peak RSS
+# and the wall time of its own child (from fork to exit) in a file.
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    except OSError as exc:
+        print(f"cannot run {sys.argv[2]}: {exc}", file=sys.stderr)
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    f.write(f"{usage.ru_maxrss} {seconds}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_process(args: Sequence[str], env: dict[str, str] | None = None) -> ProcessRun:
-    """Run a command; its wall time and the peak RSS of that one child (``os.wait4``)."""
+    """Run a command; its wall time and peak RSS, measured by a small launcher process so the
+    figures are the command's own (not inherited from this, possibly large, process)."""
     import tempfile
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(args), stdout=out, stderr=err, text=True, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r", suffix=".rusage") as report,
+    ):
+        cmd = [sys.executable, "-c", _LAUNCHER, report.name, *args]
+        proc = subprocess.run(cmd, stdout=out, stderr=err, text=True, env=env, check=False)
+        maxrss_kib, seconds = report.read().split()
         out.seek(0)
         err.seek(0)
-        return ProcessRun(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read(), err.read())
+        return ProcessRun(
+            float(seconds), int(maxrss_kib) / 1024, proc.returncode, out.read(), err.read()
+        )
 
 
 def write_results(name: str, payload: dict[str, Any], table: str, folder: Path = RESULTS) -> Path:

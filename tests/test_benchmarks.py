@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .onnx_models import channel_model
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from common import summarize  # noqa: E402
+from common import run_process, summarize  # noqa: E402
 
 
 def test_summarize() -> None:
@@ -61,6 +62,17 @@ def test_scripts_run(tmp_path: Path, script: str, args: list[str], result: str) 
         )
 
 
+def test_run_process_measures_the_child_not_its_parent() -> None:
+    """A child forked from a large process must not report the parent's memory as its own."""
+    ballast = np.ones(400 * 2**20 // 8)  # 400 MiB held by this process
+    child = "import numpy as np; a = np.ones(100 * 2**20 // 8); a += 1"
+    run = run_process([sys.executable, "-c", child])
+    assert run.returncode == 0 and 100 <= run.peak_rss_mib < 300
+    assert 0 < run.seconds < 30 and ballast.sum() > 0
+    missing = run_process(["/nonexistent/command"])
+    assert missing.returncode == 127 and "cannot run /nonexistent/command" in missing.stderr
+
+
 def test_e2e_quick(tmp_path: Path) -> None:
     """cam-rt vs the TensorFlow way on the demo model: both sides run, maps agree, files written."""
     env = {
@@ -69,8 +81,7 @@ def test_e2e_quick(tmp_path: Path) -> None:
         "CAM_RT_BENCH_CACHE": str(tmp_path / "cache"),
     }
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "e2e.py"), "--quick", "--variants", "int8"]
-        + ["--name", "smoke_e2e"],
+        [sys.executable, str(BENCH / "e2e.py"), "--quick", "--variants", "int8", "--name", "e2e"],
         capture_output=True,
         text=True,
         env=env,
@@ -78,7 +89,7 @@ def test_e2e_quick(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("config:")
-    payload = json.loads((tmp_path / "results" / "smoke_e2e.json").read_text())
+    payload = json.loads((tmp_path / "results" / "e2e.json").read_text())
     rows = {r["workload"]: r for r in payload["rows"]}
     assert set(rows) == {"demo-folder", "demo-folder-tta"}
     for row in rows.values():
@@ -90,8 +101,8 @@ def test_e2e_quick(tmp_path: Path) -> None:
     # TTA runs 10 passes of the same image sizes: more FLOPs than one pass.
     assert rows["demo-folder-tta"]["gflop_per_image"] > 5 * rows["demo-folder"]["gflop_per_image"]
     assert payload["cold"][0]["model"] == "demo" and payload["cold"][0]["tf_s"]["n"] == 1
-    assert (tmp_path / "results" / "smoke_e2e.png").stat().st_size > 1000
-    assert "| cam-rt int8 |" in (tmp_path / "results" / "smoke_e2e.md").read_text()
+    assert (tmp_path / "results" / "e2e.png").stat().st_size > 1000
+    assert "| cam-rt int8 |" in (tmp_path / "results" / "e2e.md").read_text()
 
 
 def test_export_and_quality_scripts_quick(tmp_path: Path, keras_file: Path) -> None:
