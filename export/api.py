@@ -15,6 +15,7 @@ import numpy as np
 from cam_rt.runtime._version import __version__
 from cam_rt.runtime.classes import resolve_class_names
 from cam_rt.runtime.errors import ConfigError, ExportError
+from cam_rt.runtime.io import publish
 from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
 
 from ._deps import import_keras, import_optional, import_tensorflow, import_tf_keras
@@ -196,7 +197,7 @@ def export_model(
         for row in rows:
             say("check " + row.line())
         size = tmp.stat().st_size
-        os.replace(tmp, out)
+        publish(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -736,6 +736,53 @@ def quantize_command(
         write_atomic(json_file, (json.dumps(report_dict(report), indent=2) + "\n").encode())
 
 
+@app.command("triton")
+def triton_command(
+    model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
+    output: Path = typer.Option(..., "-o", "--output", help="The model repository folder."),
+    name: str = typer.Option("", "--name", help="Model name (default: the file's stem)."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Triton's max_batch_size."),
+    cpu: bool = typer.Option(False, "--cpu", help="CPU instances instead of GPU ones."),
+    instances: int = typer.Option(1, "--instances", help="Model instances per device."),
+    tensorrt: bool = typer.Option(False, "--tensorrt", help="The TensorRT accelerator."),
+    fp16: bool = typer.Option(False, "--fp16", help="TensorRT fp16 engines."),
+    trt_cache: str = typer.Option(
+        "", "--trt-cache", help="A folder on the server for TensorRT engine and timing caches."
+    ),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Plan shapes for multi-scale TTA."),
+    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="TTA scales."),
+    bucket: int = _BUCKET,
+    min_side: int = _MIN_SIDE,
+    max_side: int = _MAX_SIDE,
+    warmup_sizes: str = typer.Option(
+        "",
+        "--warmup-sizes",
+        help="Image sizes whose TTA shapes Triton runs at load, e.g. 224,320x480.",
+    ),
+) -> None:
+    """Write a Triton Inference Server model repository (ONNX Runtime backend) for the model,
+    with a client that runs cam-rt's TTA around Triton calls."""
+    from .triton import TritonConfig, describe, parse_sizes, write_repository
+    from .tta import TTAConfig
+
+    config = TritonConfig(
+        name=name,
+        max_batch=max_batch,
+        kind="cpu" if cpu else "gpu",
+        instances=instances,
+        tensorrt=tensorrt,
+        fp16=fp16,
+        trt_cache=trt_cache,
+        tta=TTAConfig(_parse_scales(scales)) if tta else None,
+        bucket=bucket,
+        min_side=min_side,
+        max_side=max_side,
+        warmup_sizes=parse_sizes(warmup_sizes),
+    )
+    folder = write_repository(model, output, config)
+    typer.echo(describe(folder, config))
+
+
 @app.command("info")
 def info_command(
     model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),

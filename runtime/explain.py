@@ -20,7 +20,7 @@ from .cam import gather_classes, probabilities
 from .errors import ConfigError, InputError
 from .images import AlphaPolicy, as_image_list, prepare_image
 from .providers import ShapeProfile
-from .session import CamSession
+from .remote import SessionLike
 from .tta import (
     Pass,
     TTAConfig,
@@ -158,9 +158,10 @@ def _stage(timings: Timings | None, name: str) -> Iterator[None]:
 
 
 class Explainer:
-    """Computes CAMs for images with one :class:`CamSession`; thread-safe like the session."""
+    """Computes CAMs for images with one :class:`CamSession` (or any :class:`SessionLike`, such
+    as a :class:`RemoteSession` around a Triton server); thread-safe like the session."""
 
-    def __init__(self, session: CamSession, config: ExplainConfig | None = None) -> None:
+    def __init__(self, session: SessionLike, config: ExplainConfig | None = None) -> None:
         self.session = session
         self.config = config or ExplainConfig()
         self.passes: tuple[Pass, ...] = plan_passes(self.config.tta)

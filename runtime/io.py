@@ -114,6 +114,22 @@ def _to_rgb(im: Any, conversions: list[str]) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import (os.umask is process-wide, not thread-safe)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Move a finished temporary file to ``path`` with the permissions a plain ``open`` would
+    give it (``mkstemp`` makes files private: 0600)."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
+
 def write_atomic(path: Path, write: Callable[[BinaryIO], None] | bytes) -> None:
     """Write ``path`` through a temporary file in the same folder and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +140,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None] | bytes) -> None:
                 f.write(write)
             else:
                 write(f)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

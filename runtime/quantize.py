@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import ConfigError, ExportError, MissingDependencyError
 from .explain import ClassSelection, ExplainConfig, Explainer
-from .io import read_image
+from .io import publish, read_image
 from .metadata import INPUT_NAME, PREFIX
 from .session import CamSession, SessionConfig
 from .tta import TTAConfig, plan_passes, resize_input
@@ -246,7 +246,7 @@ def quantize_model(
                 "on more or more typical images, keep the head in float, lower --floor, or "
                 "--force to write it anyway"
             )
-        os.replace(tmp, out)
+        publish(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -40,6 +40,7 @@ def test_gap_dense_cam_matches_keras(
     out = tmp_path / "m.onnx"
     report = export_model(keras_file, out, ExportConfig())
     assert out.is_file() and report.size_bytes == out.stat().st_size
+    assert out.stat().st_mode & 0o044  # readable by others, like a file written plainly
     assert report.max_rel_error < 1e-5
     assert {(p.height, p.width) for p in report.parity} == {(97, 131), (160, 224)}
 

@@ -100,6 +100,19 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["x.bin"]
 
 
+def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files; outputs (and models served by another user) must not be."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    target = tmp_path / "atomic.bin"
+    write_atomic(target, b"x")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_palette_png_uses_voc_colours() -> None:
     labels = np.asarray([[0, 1], [15, 255]], np.uint8)
     with Image.open(io.BytesIO(encode_palette_png(labels))) as im:

@@ -249,6 +249,9 @@ def test_openvino_options() -> None:
     avx2 = frozenset({"avx2", "fma"})
     auto = OpenVINOConfig()
     assert auto.resolved_precision(amx) == "bf16" and auto.resolved_precision(avx2) == "fp32"
+    avx512 = frozenset({"avx2", "avx512f", "avx512_bf16"})  # bf16 without AMX ran slower here
+    assert auto.resolved_precision(avx512) == "fp32"
+    assert OpenVINOConfig(precision="bf16").resolved_precision(avx2) == "bf16"  # forced
     assert auto.ort_options(avx2) == {"device_type": "CPU", "precision": "FP32"}
     bf16 = auto.ort_options(amx)
     assert json.loads(bf16["load_config"]) == {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}

@@ -62,6 +62,7 @@ def test_quantize_writes_a_faithful_int8_file(demo_onnx: Path, calibration: Path
     images = load_calibration(calibration, 6)
     report = quantize_model(demo_onnx, images, out, QuantizeConfig(floor=0.9))
     assert report.written and out.is_file() and report.calibration_inputs == 6 * 8
+    assert out.stat().st_mode & 0o044  # not mkstemp's private 0600
     assert report.fidelity.mean_cosine >= 0.9 and report.fidelity.images == 6
     proto = onnx.load(str(out))
     ops = {n.op_type for n in proto.graph.node}

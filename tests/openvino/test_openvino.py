@@ -26,7 +26,7 @@ from cam_rt.runtime import (
 )
 from cam_rt.runtime.evaluate import evaluate, voc_items
 from cam_rt.runtime.io import read_image
-from cam_rt.runtime.providers import BF16_FLAGS, OpenVINOConfig, cpu_flags
+from cam_rt.runtime.providers import BF16_FLAGS, FAST_BF16_FLAGS, OpenVINOConfig, cpu_flags
 
 pytestmark = pytest.mark.openvino
 
@@ -38,6 +38,7 @@ if "OpenVINOExecutionProvider" not in available_providers():
 
 OV = "OpenVINOExecutionProvider"
 NATIVE_BF16 = any(f in cpu_flags() for f in BF16_FLAGS)
+AMX = any(f in cpu_flags() for f in FAST_BF16_FLAGS)  # where auto picks bf16
 TTA = TTAConfig((0.5, 1.0, 1.5, 2.0), True, "mean")
 #: Stated tolerances (normalized maps in 0..1): fp32 differs from ONNX Runtime's CPU engine by
 #: summation order only (3e-6 measured); bf16 keeps 8 bits of mantissa: on 12 held-out images
@@ -79,7 +80,7 @@ def test_auto_chooses_openvino_with_per_shape_sessions(fixture: Path) -> None:
     session = CamSession(fixture / "demo.onnx", SessionConfig(providers=("auto",)))
     assert session.providers[0] == OV
     assert session.static_sessions == 0  # one session per input shape, built on first use
-    assert session.precision == ("bf16 (OpenVINO)" if NATIVE_BF16 else "fp32 (OpenVINO)")
+    assert session.precision == ("bf16 (OpenVINO)" if AMX else "fp32 (OpenVINO)")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (1, 64, 80, 3)).astype(np.float32)
     session.run(x)
