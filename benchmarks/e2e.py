@@ -23,6 +23,8 @@ that imports TensorFlow, loads the ``.keras`` model and computes the same CAM.
 
 Variants run the cam-rt side again on another engine or file, in the same alternation:
 ``int8`` (a ``cam-rt quantize`` file, 8 calibration images of another seed, ONNX Runtime CPU),
+``fp32-external`` (``cam-rt export --external-data``: the weights in a side file; its cold start
+is measured too),
 ``openvino-bf16`` / ``openvino-fp32`` / ``openvino-int8`` (the OpenVINO execution provider, run
 by the interpreter of ``--openvino-python``, default ``.venv-openvino/bin/python``: it cannot
 share an environment with plain onnxruntime). Their map difference is measured against the
@@ -82,12 +84,14 @@ WORKLOADS = {
         Workload("demo-folder-tta", "demo", 0, 100, True),
     )
 }
-#: cam-rt sides beyond ONNX Runtime fp32: (device, precision, int8 file?)
+#: cam-rt sides beyond ONNX Runtime fp32: (device, precision, file: "" (the export), "int8"
+#: (cam-rt quantize) or "external" (cam-rt export --external-data))
 VARIANTS = {
-    "int8": ("cpu", "auto", True),
-    "openvino-fp32": ("openvino", "fp32", False),
-    "openvino-bf16": ("openvino", "bf16", False),
-    "openvino-int8": ("openvino", "fp32", True),
+    "int8": ("cpu", "auto", "int8"),
+    "fp32-external": ("cpu", "auto", "external"),
+    "openvino-fp32": ("openvino", "fp32", ""),
+    "openvino-bf16": ("openvino", "bf16", ""),
+    "openvino-int8": ("openvino", "fp32", "int8"),
 }
 QUICK = (
     Workload("demo-folder", "demo", 0, 3, False),
@@ -258,6 +262,19 @@ def keras_file(model: str) -> Path:
     return path
 
 
+def external_file(model: str) -> Path:
+    """The model exported with ``--external-data`` (weights in a side file), once."""
+    folder = CACHE / f"{model}-external"
+    out = folder / f"{model}.onnx"
+    if not out.is_file():
+        cam_rt = str(Path(sys.executable).with_name("cam-rt"))
+        source = (
+            ["resnet38d", "--weights", "none"] if model == "resnet38d" else [str(keras_file(model))]
+        )
+        run_checked([cam_rt, "export", *source, "-o", str(out), "--external-data", "--quiet"])
+    return out
+
+
 def int8_file(model: str, onnx_path: Path, size: int) -> Path:
     """``cam-rt quantize`` of the model, 8 calibration images of another seed, no floor."""
     out = CACHE / f"{onnx_path.stem}.int8.onnx"
@@ -405,10 +422,12 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     python, worker_side = sys.executable, "tf" if side == "tf" else "cam-rt"
                     if side in VARIANTS:
-                        device, precision, int8 = VARIANTS[side]
+                        device, precision, kind = VARIANTS[side]
                         side_spec.update(device=device, precision=precision)
-                        if int8:
+                        if kind == "int8":
                             side_spec["onnx"] = str(int8_file(w.model, onnx_path, w.size))
+                        elif kind == "external":
+                            side_spec["onnx"] = str(external_file(w.model))
                         if device == "openvino":
                             python = args.openvino_python
                     cmd = [python, __file__, "--worker", worker_side, "--spec"]
@@ -468,12 +487,17 @@ def main(argv: list[str] | None = None) -> int:
                 tmp / "cold", Workload("cold", model, 224 if model != "demo" else 0, 1, False)
             )
             onnx_path = resnet38d_file() if model == "resnet38d" else demo_files()[1]
-            cold.append(cold_start(model, onnx_path, image[0], cold_repeats, tmp))
-            c = cold[-1]
-            print(
-                f"cold start {model}: cam-rt {c['cam_rt_s']['p50']:.2f} s vs TF "
-                f"{c['tf_s']['p50']:.2f} s -> {c['speedup']:.1f}x"
-            )
+            files = [(model, onnx_path)]
+            if "fp32-external" in variants:
+                files.append((f"{model} (external data)", external_file(model)))
+            for label, path in files:
+                cold.append(cold_start(model, path, image[0], cold_repeats, tmp))
+                c = cold[-1]
+                c["model"] = label
+                print(
+                    f"cold start {label}: cam-rt {c['cam_rt_s']['p50']:.2f} s vs TF "
+                    f"{c['tf_s']['p50']:.2f} s -> {c['speedup']:.1f}x"
+                )
     table = _table(rows, cold, peak)
     print(table)
     path = write_results(
@@ -499,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def fp32_share(variant: str, share: float) -> str:
     """The share of the fp32 peak, meaningful for fp32 sides only."""
-    return f"{share:.0%}" if variant.endswith("fp32") else "n/a (not fp32)"
+    return f"{share:.0%}" if "fp32" in variant else "n/a (not fp32)"
 
 
 def _table(rows: list[dict], cold: list[dict], peak: float) -> str:

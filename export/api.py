@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import numpy as np
 from cam_rt.runtime._version import __version__
 from cam_rt.runtime.classes import resolve_class_names
 from cam_rt.runtime.errors import ConfigError, ExportError
-from cam_rt.runtime.io import publish
+from cam_rt.runtime.io import ordinary_permissions, publish
 from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
 
 from ._deps import import_keras, import_optional, import_tensorflow, import_tf_keras
@@ -172,6 +174,9 @@ def export_model(
         fp16=config.fp16,
         cam_weights=head.cam_weights if config.output == "features" else None,
         producer=_producer(loaded.flavour),
+        # A new name per export: the file a previous model at ``out`` uses stays intact until
+        # the new model has replaced it.
+        external_data=f"{out.name}.{secrets.token_hex(4)}.data" if config.external_data else "",
     )
     onnx.helper.set_model_props(proto, metadata.to_props())
     proto.producer_name = "cam-rt"
@@ -186,9 +191,21 @@ def export_model(
         raise ConfigError(f"cannot write to {out.parent} ({exc}): choose another -o path") from exc
     os.close(fd)
     tmp = Path(tmp_name)
+    data = out.parent / metadata.external_data if metadata.external_data else None
     try:
         try:
-            onnx.save(proto, str(tmp))
+            if data is not None:  # written at its final, new name; the model refers to it
+                onnx.save(
+                    proto,
+                    str(tmp),
+                    save_as_external_data=True,
+                    all_tensors_to_one_file=True,
+                    location=data.name,
+                    size_threshold=1024,
+                )
+                ordinary_permissions(data)
+            else:
+                onnx.save(proto, str(tmp))
         except OSError as exc:
             raise ExportError(f"cannot write {out} ({exc}); nothing was written") from exc
         del proto
@@ -196,11 +213,24 @@ def export_model(
         rows = check_parity(tmp, reference, config.check_sizes, config.effective_tolerance)
         for row in rows:
             say("check " + row.line())
-        size = tmp.stat().st_size
+        size = tmp.stat().st_size + (data.stat().st_size if data is not None else 0)
         publish(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        if data is not None:
+            data.unlink(missing_ok=True)
         raise
+    for stale in _stale_data_files(out, data):  # the replaced model's weights
+        stale.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    say(f"wrote {out} ({size / 2**20:.1f} MiB) in {seconds:.1f} s")
+    where = f" + {data.name}" if data is not None else ""
+    say(f"wrote {out}{where} ({size / 2**20:.1f} MiB) in {seconds:.1f} s")
     return ExportReport(out, metadata, tuple(rows), seconds, size, op_counts)
+
+
+def _stale_data_files(out: Path, keep: Path | None) -> list[Path]:
+    """Weights side files of earlier exports to ``out`` (``NAME.<8 hex>.data``), not ``keep``."""
+    pattern = re.compile(re.escape(out.name) + r"\.[0-9a-f]{8}\.data")
+    return [
+        p for p in out.parent.glob(f"{out.name}.*.data") if pattern.fullmatch(p.name) and p != keep
+    ]

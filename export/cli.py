@@ -58,6 +58,12 @@ def export_command(
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     fp16: bool = typer.Option(False, "--fp16", help="fp16 weights and compute, fp32 I/O."),
+    external_data: bool = typer.Option(
+        False,
+        "--external-data",
+        help="Weights in a side file NAME.<id>.data: less memory and faster loading for big "
+        "models; keep both files together.",
+    ),
     check_sizes: str = typer.Option(
         "97x131,160x224", "--check-sizes", help="HxW sizes the export is checked at."
     ),
@@ -80,6 +86,7 @@ def export_command(
         weights=weights,
         opset=opset,
         fp16=fp16,
+        external_data=external_data,
         check_sizes=_parse_sizes(check_sizes),
         tolerance=tolerance,
     )

@@ -44,7 +44,8 @@ from .explain import (
 from .filters import max_normalize, normalize, positive_normalize
 from .images import prepare_image
 from .metadata import ModelMetadata, Preprocessing
-from .providers import CudaConfig, ShapeProfile, TensorRTConfig
+from .providers import CudaConfig, OpenVINOConfig, ShapeProfile, TensorRTConfig
+from .remote import RemoteSession, SessionLike
 from .session import (
     CamSession,
     PlainModel,
@@ -71,12 +72,15 @@ __all__ = [
     "MissingDependencyError",
     "ModelLoadError",
     "ModelMetadata",
+    "OpenVINOConfig",
     "Pass",
     "PlainModel",
     "Preprocessing",
     "ProviderError",
     "ProviderFallbackWarning",
+    "RemoteSession",
     "SessionConfig",
+    "SessionLike",
     "ShapeProfile",
     "TTAConfig",
     "TensorRTConfig",

@@ -105,6 +105,11 @@ _BATCH_FLIPS = typer.Option(
     help="Run each TTA scale's flipped twin in the same batch (default: on GPUs only).",
 )
 _THREADS = typer.Option(0, "--threads", help="ONNX Runtime intra-op threads (0: auto).")
+_CUDA_GRAPHS = typer.Option(
+    False,
+    "--cuda-graphs",
+    help="CUDA: capture and replay one CUDA graph per input shape (needs --bucket).",
+)
 _PRECISION = typer.Option(
     "auto",
     "--precision",
@@ -123,6 +128,7 @@ def _session_config(
     max_side: int = 1024,
     threads: int = 0,
     precision: str = "auto",
+    cuda_graphs: bool = False,
 ) -> Any:
     """The SessionConfig of the device options, the TensorRT profile planned from the TTA."""
     from .errors import ConfigError
@@ -141,6 +147,7 @@ def _session_config(
         cuda=CudaConfig(
             device_id=gpu,
             cudnn_search=None if cudnn_search == "auto" else cudnn_search,  # type: ignore[arg-type]
+            cuda_graphs=cuda_graphs,
         ),
         tensorrt=TensorRTConfig(device_id=gpu, fp16=fp16, cache_dir=trt_cache),
         trt_profile=shape_profile(explain_config, min_side, max_side),
@@ -179,6 +186,7 @@ def run_command(
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
     precision: str = _PRECISION,
+    cuda_graphs: bool = _CUDA_GRAPHS,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     bg_threshold: float = typer.Option(
         0.3, "--bg-threshold", help="Background score of the segmentation seeds."
@@ -237,6 +245,7 @@ def run_command(
         min_side,
         max_side,
         precision=precision,
+        cuda_graphs=cuda_graphs,
     )
     session = CamSession(model, session_config)
     explainer = Explainer(session, explain_config)
@@ -397,6 +406,7 @@ def eval_command(
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
     precision: str = _PRECISION,
+    cuda_graphs: bool = _CUDA_GRAPHS,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
@@ -441,6 +451,7 @@ def eval_command(
         min_side,
         max_side,
         precision=precision,
+        cuda_graphs=cuda_graphs,
     )
     explainer = Explainer(CamSession(model, session_config), explain_config)
     label_map = None
@@ -499,6 +510,7 @@ def bench_command(
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
     precision: str = _PRECISION,
+    cuda_graphs: bool = _CUDA_GRAPHS,
     threads: int = _THREADS,
     json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
@@ -538,6 +550,7 @@ def bench_command(
         max_side,
         threads,
         precision,
+        cuda_graphs,
     )
     session = CamSession(model, session_config)
     what = "explain with TTA" if tta_config else ("explain" if config.explain else "model run")
@@ -610,6 +623,7 @@ def warmup_command(
     max_side: int = _MAX_SIDE,
     batch_flips: bool | None = _BATCH_FLIPS,
     precision: str = _PRECISION,
+    cuda_graphs: bool = _CUDA_GRAPHS,
     json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Summary only."),
 ) -> None:
@@ -639,6 +653,7 @@ def warmup_command(
         min_side,
         max_side,
         precision=precision,
+        cuda_graphs=cuda_graphs,
     )
     start = time.perf_counter()
     session = CamSession(model, session_config)

@@ -123,10 +123,14 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def ordinary_permissions(path: str | Path) -> None:
+    """Give ``path`` the permissions a plain ``open`` would (``mkstemp`` makes files 0600)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def publish(tmp: str | Path, path: str | Path) -> None:
-    """Move a finished temporary file to ``path`` with the permissions a plain ``open`` would
-    give it (``mkstemp`` makes files private: 0600)."""
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    """Move a finished temporary file to ``path`` with ordinary permissions."""
+    ordinary_permissions(tmp)
     os.replace(tmp, path)
 
 

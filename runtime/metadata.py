@@ -117,6 +117,9 @@ class ModelMetadata:
     cam_weights: np.ndarray | None = field(default=None, compare=False, repr=False)
     producer: Mapping[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    #: The weights' side file (beside the model) of ``cam-rt export --external-data``; "" if
+    #: the weights are inside the model file.
+    external_data: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -140,6 +143,8 @@ class ModelMetadata:
         }
         if self.cam_weights is not None:
             props["cam_weights"] = _encode_array(self.cam_weights)
+        if self.external_data:
+            props["external_data"] = self.external_data
         return {PREFIX + k: v for k, v in props.items()}
 
     @classmethod
@@ -179,6 +184,7 @@ class ModelMetadata:
                 cam_weights=None if weights is None else _decode_array(weights),
                 producer=json.loads(own.get("producer", "{}")),
                 format_version=version,
+                external_data=own.get("external_data", ""),
             )
         except ModelLoadError:
             raise

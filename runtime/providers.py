@@ -54,6 +54,8 @@ class CudaConfig:
 
     ``cudnn_search=None`` chooses: ``exhaustive`` when the input sizes are bucketed (few shapes,
     each searched once, best kernels after), else ``heuristic`` (no search per new shape).
+    ``cuda_graphs``: capture one CUDA graph per input shape and replay it (ONNX Runtime's
+    ``enable_cuda_graph``, one ``gpu_graph_id`` per shape); needs bucketed sizes.
     """
 
     device_id: int = 0
@@ -61,9 +63,12 @@ class CudaConfig:
     max_workspace: bool = True
     arena_extend_strategy: Literal["kSameAsRequested", "kNextPowerOfTwo"] = "kSameAsRequested"
     gpu_mem_limit: int = 0  # bytes; 0: no limit
+    cuda_graphs: bool = False
+    max_graphs: int = 64  # shapes captured at most; later ones run uncaptured
 
     def __post_init__(self) -> None:
         _check_int("device_id", self.device_id, 0)
+        _check_int("max_graphs", self.max_graphs, 1)
         _check_int("gpu_mem_limit", self.gpu_mem_limit, 0)
         if self.cudnn_search is not None and self.cudnn_search not in CUDNN_SEARCH:
             raise ConfigError(
@@ -93,6 +98,8 @@ class CudaConfig:
         }
         if self.gpu_mem_limit:
             options["gpu_mem_limit"] = str(self.gpu_mem_limit)
+        if self.cuda_graphs:
+            options["enable_cuda_graph"] = "1"
         return options
 
 

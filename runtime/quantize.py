@@ -4,7 +4,8 @@
 (``onnxruntime.quantization.quantize_static``), weights int8 per output channel, activations
 uint8, ranges calibrated on real images through the same path as inference: each image decoded,
 resized to every input size of the TTA plan (and flipped), fed raw (the preprocessing is inside
-the graph). The CAM head (the model's last Conv, which gives the class maps) stays in float by
+the graph); for the entropy and percentile methods (histograms), all resized to one square
+size. The CAM head (the model's last Conv, which gives the class maps) stays in float by
 default. Then the int8 and the float file explain the calibration images; the maps' agreement
 (cosine similarity and absolute difference of the normalized maps, top-1 class agreement) is
 reported, and the file is written (atomically) only if the mean cosine similarity reaches the
@@ -155,6 +156,20 @@ def calibration_inputs(
             yield resize_input(image, p, mode)[None]
 
 
+def one_shape(batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Inputs resized to one square shape (the median side): ONNX Runtime's histogram
+    calibration (entropy, percentile) stacks every input's activations, so they must agree."""
+    import cv2
+
+    side = int(np.median([max(b.shape[1:3]) for b in batches]))
+    return [
+        b
+        if b.shape[1:3] == (side, side)
+        else cv2.resize(b[0], (side, side), interpolation=cv2.INTER_LINEAR)[None]
+        for b in batches
+    ]
+
+
 def _last_conv(model: Any) -> list[str]:
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     return [convs[-1].name] if convs else []
@@ -186,10 +201,13 @@ def quantize_model(
 
     proto = onnx.load(str(source))
     props = {p.key: p.value for p in proto.metadata_props}
+    props.pop(PREFIX + "external_data", None)  # the int8 file holds its weights itself
     exclude = _last_conv(proto) if config.keep_head_float else []
     del proto
     images = list(images[: config.max_images])
     batches = list(calibration_inputs(images, config))
+    if config.method != "minmax":
+        batches = one_shape(batches)
     say(f"calibrating on {len(images)} images ({len(batches)} inputs, {config.method})")
 
     class Reader(q.CalibrationDataReader):  # type: ignore[misc,name-defined]

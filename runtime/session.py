@@ -154,6 +154,11 @@ class SessionConfig:
             raise ConfigError(f"max_static_sessions {limit!r} must be an integer >= 1")
         if self.io_binding not in (None, True, False):
             raise ConfigError(f"io_binding {self.io_binding!r} must be None (auto), True or False")
+        if self.cuda.cuda_graphs and not self.bucketed:
+            raise ConfigError(
+                "CUDA graphs are captured per input shape: use them with size buckets "
+                "(--bucket 32), which keep the shapes few"
+            )
 
     def options_for(self, provider: str, input_name: str = INPUT_NAME) -> dict[str, str]:
         """The option dictionary given to ONNX Runtime for ``provider`` (an ORT name)."""
@@ -234,6 +239,9 @@ class CamSession:
         binding = self.config.io_binding
         self._io_binding = bool(gpu) if binding is None else binding
         self._profile = self.config.trt_profile if PROVIDERS["tensorrt"] in gpu else None
+        self._graphs: _CudaGraphs | None = None
+        if self.config.cuda.cuda_graphs and self.providers[0] == PROVIDERS["cuda"]:
+            self._graphs = _CudaGraphs(ort, self.config.cuda.device_id, self.config.cuda.max_graphs)
         static = self.config.static_shapes
         if static is None:
             static = self.providers[0] == PROVIDERS["openvino"]
@@ -283,6 +291,11 @@ class CamSession:
             return ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "external data" in first.lower():
+                raise ModelLoadError(
+                    f"{self.path} keeps its weights in a side file that cannot be read ({first})"
+                    ": copy the model's NAME.<id>.data file beside it, or export it again"
+                ) from exc
             raise ModelLoadError(
                 f"{self.path} is not a usable ONNX model ({first}): pass a file written by "
                 "'cam-rt export'"
@@ -468,7 +481,9 @@ class CamSession:
             )
         try:
             session = self._session if self._static is None else self._static.get(x.shape)
-            if self._io_binding:
+            if self._graphs is not None:
+                scores, maps = self._graphs.run(session, self._input, (self._scores, self._maps), x)
+            elif self._io_binding:
                 scores, maps = self._run_bound(session, x)
             else:
                 scores, maps = session.run([self._scores, self._maps], {self._input: x})
@@ -528,3 +543,69 @@ class _StaticSessions:
             else:
                 self._sessions.move_to_end(key)
             return session
+
+
+class _CudaGraphs:
+    """One captured CUDA graph per input shape (ONNX Runtime's ``gpu_graph_id`` run option).
+
+    A graph replays fixed device addresses, so each shape gets its own input and output buffers,
+    bound once; a run copies the input into its buffer, replays, and reads the outputs back.
+    The first run of a shape goes uncaptured (``gpu_graph_id -1``) to learn the output shapes.
+    Past ``limit`` shapes, runs go uncaptured. Runs are serialized (shared buffers).
+    """
+
+    def __init__(self, ort: Any, device_id: int, limit: int) -> None:
+        import threading
+
+        self._ort = ort
+        self._device_id = device_id
+        self._limit = limit
+        self._entries: dict[tuple[int, ...], tuple[Any, Any, list[Any], Any]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _options(self, graph_id: int) -> Any:
+        options = self._ort.RunOptions()
+        options.add_run_config_entry("gpu_graph_id", str(graph_id))
+        return options
+
+    def _uncaptured(
+        self, session: Any, input_name: str, outputs: tuple[str, str], x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        binding = session.io_binding()
+        binding.bind_cpu_input(input_name, x)
+        for name in outputs:
+            binding.bind_output(name, "cuda", self._device_id)
+        session.run_with_iobinding(binding, self._options(-1))
+        scores, maps = binding.copy_outputs_to_cpu()
+        return scores, maps
+
+    def run(
+        self, session: Any, input_name: str, outputs: tuple[str, str], x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        key = tuple(int(v) for v in x.shape)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                scores, maps = self._uncaptured(session, input_name, outputs, x)
+                if len(self._entries) >= self._limit:
+                    return scores, maps
+                value = self._ort.OrtValue.ortvalue_from_shape_and_type
+                inp = value(list(key), np.float32, "cuda", self._device_id)
+                outs = [
+                    value(list(a.shape), np.float32, "cuda", self._device_id)
+                    for a in (scores, maps)
+                ]
+                binding = session.io_binding()
+                binding.bind_ortvalue_input(input_name, inp)
+                for name, out in zip(outputs, outs, strict=True):
+                    binding.bind_ortvalue_output(name, out)
+                entry = (binding, inp, outs, self._options(len(self._entries) + 1))
+                self._entries[key] = entry
+                return scores, maps
+            binding, inp, outs, options = entry
+            inp.update_inplace(x)
+            session.run_with_iobinding(binding, options)
+            return outs[0].numpy(), outs[1].numpy()

@@ -237,6 +237,10 @@ def write_repository(model: str | Path, out: str | Path, config: TritonConfig) -
     text = model_config_text(name, meta.num_classes, maps_output, channels, config)
     props = meta.to_props()
     (folder / "1").mkdir(parents=True, exist_ok=True)
+    if meta.external_data:  # the weights' side file sits beside the model, under its name
+        staged = folder / "1" / f".{meta.external_data}.tmp"
+        shutil.copyfile(source.parent / meta.external_data, staged)
+        staged.replace(folder / "1" / meta.external_data)
     staged = folder / "1" / ".model.onnx.tmp"
     shutil.copyfile(source, staged)
     staged.replace(folder / "1" / "model.onnx")

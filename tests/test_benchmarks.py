@@ -80,8 +80,9 @@ def test_e2e_quick(tmp_path: Path) -> None:
         "CAM_RT_BENCH_RESULTS": str(tmp_path / "results"),
         "CAM_RT_BENCH_CACHE": str(tmp_path / "cache"),
     }
+    variants = ["--variants", "int8,fp32-external"]
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "e2e.py"), "--quick", "--variants", "int8", "--name", "e2e"],
+        [sys.executable, str(BENCH / "e2e.py"), "--quick", *variants, "--name", "e2e"],
         capture_output=True,
         text=True,
         env=env,
@@ -98,9 +99,11 @@ def test_e2e_quick(tmp_path: Path) -> None:
         assert row["gflop_per_image"] > 0 and row["cam_rt_rss_mib"] > 0
         int8 = row["variants"]["int8"]  # a third side: the quantized file, its error shown
         assert int8["stats"]["n"] == 3 and 0 < int8["max_abs_map_diff"] <= 1
+        assert row["variants"]["fp32-external"]["max_abs_map_diff"] < 1e-4  # same weights
     # TTA runs 10 passes of the same image sizes: more FLOPs than one pass.
     assert rows["demo-folder-tta"]["gflop_per_image"] > 5 * rows["demo-folder"]["gflop_per_image"]
-    assert payload["cold"][0]["model"] == "demo" and payload["cold"][0]["tf_s"]["n"] == 1
+    assert [c["model"] for c in payload["cold"]] == ["demo", "demo (external data)"]
+    assert payload["cold"][0]["tf_s"]["n"] == 1
     assert (tmp_path / "results" / "e2e.png").stat().st_size > 1000
     assert "| cam-rt int8 |" in (tmp_path / "results" / "e2e.md").read_text()
 

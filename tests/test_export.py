@@ -170,3 +170,36 @@ def test_fp16_keeps_fp32_io(tmp_path: Path, conv_head_model: Any) -> None:
     assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in model.graph.output)
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     assert _meta(out).fp16 is True
+
+
+def test_external_data_export_loads_replaces_and_serves(tmp_path: Path, keras_file: Path) -> None:
+    """--external-data: the weights in NAME.<id>.data beside the model, the same maps, the old
+    side file removed when the model is replaced, a clear error without it, and Triton gets it."""
+    from cam_rt.runtime import CamSession
+    from cam_rt.runtime.errors import ModelLoadError
+    from cam_rt.runtime.triton import TritonConfig, write_repository
+
+    single = tmp_path / "single.onnx"
+    export_model(keras_file, single)
+    out = tmp_path / "ext" / "m.onnx"
+    out.parent.mkdir()
+    report = export_model(keras_file, out, ExportConfig(external_data=True))
+    (data,) = out.parent.glob("m.onnx.*.data")
+    assert report.metadata.external_data == data.name and data.stat().st_mode & 0o044
+    assert report.size_bytes == out.stat().st_size + data.stat().st_size
+    x = images(2, 53, 61, seed=3)
+    a, b = CamSession(single).run(x), CamSession(out).run(x)
+    for left, right in zip(a, b, strict=True):
+        np.testing.assert_array_equal(left, right)
+    export_model(keras_file, out, ExportConfig(external_data=True))  # replace: one side file
+    (again,) = out.parent.glob("m.onnx.*.data")
+    assert again != data and CamSession(out).metadata.external_data == again.name
+    folder = write_repository(out, tmp_path / "repo", TritonConfig(name="m"))
+    assert (folder / "1" / again.name).read_bytes() == again.read_bytes()
+    CamSession(folder / "1" / "model.onnx").run(x)  # loads from the repository as served
+    export_model(keras_file, out)  # back to one file: the side file goes
+    assert not list(out.parent.glob("*.data"))
+    export_model(keras_file, out, ExportConfig(external_data=True))
+    next(out.parent.glob("*.data")).unlink()
+    with pytest.raises(ModelLoadError, match="side file"):
+        CamSession(out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -304,3 +305,130 @@ def test_static_sessions_build_each_shape_once_under_threads(tmp_path: Path) -> 
 
 def test_session_precision_names(tmp_path: Path) -> None:
     assert CamSession(channel_model(tmp_path / "m.onnx")).precision == "fp32"
+
+
+class _FakeValue:
+    def __init__(self, shape: list[int]) -> None:
+        self.shape, self.data = tuple(shape), np.zeros(shape, np.float32)
+
+    def update_inplace(self, x: np.ndarray) -> None:
+        assert x.shape == self.shape  # a graph's buffers never change shape
+        self.data[...] = x
+
+    def numpy(self) -> np.ndarray:
+        return self.data.copy()
+
+
+class _FakeOrt:
+    """The parts of onnxruntime that CUDA graph runs use, recording what happens."""
+
+    def __init__(self) -> None:
+        self.allocated: list[tuple[int, ...]] = []
+        ort = self
+
+        class RunOptions:
+            def __init__(self) -> None:
+                self.entries: dict[str, str] = {}
+
+            def add_run_config_entry(self, key: str, value: str) -> None:
+                self.entries[key] = value
+
+        class OrtValue:
+            @staticmethod
+            def ortvalue_from_shape_and_type(
+                shape: list[int], dtype: object, device: str, device_id: int
+            ) -> _FakeValue:
+                assert device == "cuda" and device_id == 1
+                ort.allocated.append(tuple(shape))
+                return _FakeValue(shape)
+
+        self.RunOptions, self.OrtValue = RunOptions, OrtValue
+
+
+class _FakeSession:
+    """scores = mean over pixels, maps = the input halved in size: a model stand-in."""
+
+    def __init__(self) -> None:
+        self.graph_ids: list[str] = []
+
+    @staticmethod
+    def compute(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps = x[:, ::2, ::2, :2]
+        return maps.mean(axis=(1, 2)), np.ascontiguousarray(maps)
+
+    def io_binding(self) -> Any:
+        session = self
+
+        class Binding:
+            def __init__(self) -> None:
+                self.cpu: np.ndarray | None = None
+                self.inp: _FakeValue | None = None
+                self.outs: list[_FakeValue] = []
+
+            def bind_cpu_input(self, name: str, x: np.ndarray) -> None:
+                self.cpu = x
+
+            def bind_output(self, name: str, device: str, device_id: int) -> None:
+                pass
+
+            def bind_ortvalue_input(self, name: str, value: _FakeValue) -> None:
+                self.inp = value
+
+            def bind_ortvalue_output(self, name: str, value: _FakeValue) -> None:
+                self.outs = [*self.outs, value]
+
+            def copy_outputs_to_cpu(self) -> tuple[np.ndarray, np.ndarray]:
+                return self.result
+
+            def run(self, options: Any) -> None:
+                session.graph_ids.append(options.entries["gpu_graph_id"])
+                if self.cpu is not None:
+                    self.result = session.compute(self.cpu)
+                else:
+                    assert self.inp is not None
+                    for out, value in zip(self.outs, session.compute(self.inp.data), strict=True):
+                        out.data[...] = value
+
+        return Binding()
+
+    def run_with_iobinding(self, binding: Any, options: Any) -> None:
+        binding.run(options)
+
+
+def test_cuda_graph_per_shape_with_fixed_buffers() -> None:
+    """The CUDA-graph runner's logic on CPU stand-ins: first run of a shape uncaptured (it gives
+    the output shapes), then one graph id and one set of device buffers per shape, replayed."""
+    from cam_rt.runtime.session import _CudaGraphs
+
+    ort, session = _FakeOrt(), _FakeSession()
+    graphs = _CudaGraphs(ort, device_id=1, limit=2)
+    rng = np.random.default_rng(0)
+    shapes = [(1, 8, 8, 3), (1, 8, 8, 3), (1, 8, 8, 3), (2, 8, 8, 3), (2, 8, 8, 3), (1, 4, 6, 3)]
+    for shape in shapes:
+        x = rng.uniform(0, 255, shape).astype(np.float32)
+        scores, maps = graphs.run(session, "images", ("scores", "cams"), x)
+        want_scores, want_maps = _FakeSession.compute(x)
+        np.testing.assert_array_equal(scores, want_scores)
+        np.testing.assert_array_equal(maps, want_maps)
+    # shape 1: uncaptured, then graph 1 twice; shape 2: uncaptured, graph 2; shape 3: past the
+    # limit of 2 graphs, uncaptured.
+    assert session.graph_ids == ["-1", "1", "1", "-1", "2", "-1"]
+    assert len(graphs) == 2
+    assert ort.allocated == [  # input, scores, maps buffers for each captured shape, once
+        (1, 8, 8, 3),
+        (1, 2),
+        (1, 4, 4, 2),
+        (2, 8, 8, 3),
+        (2, 2),
+        (2, 4, 4, 2),
+    ]
+
+
+def test_cuda_graph_options() -> None:
+    assert CudaConfig(cuda_graphs=True).ort_options(True)["enable_cuda_graph"] == "1"
+    assert "enable_cuda_graph" not in CudaConfig().ort_options(True)
+    with pytest.raises(ConfigError, match="size buckets"):
+        SessionConfig(cuda=CudaConfig(cuda_graphs=True))
+    SessionConfig(cuda=CudaConfig(cuda_graphs=True), bucketed=True)
+    result = CliRunner().invoke(get_app(), ["bench", "m.onnx", "--cuda-graphs"])
+    assert result.exit_code == 1 and "--bucket" in result.output

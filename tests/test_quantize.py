@@ -112,3 +112,15 @@ def test_cli_quantize(demo_onnx: Path, calibration: Path, tmp_path: Path) -> Non
         ["quantize", str(demo_onnx), "--calibration", str(tmp_path / "nope"), "-o", str(out)],
     )
     assert bad.exit_code == 1 and "is not a folder" in bad.output
+
+
+def test_histogram_methods_calibrate_on_mixed_sizes(demo_onnx: Path, calibration: Path) -> None:
+    """ONNX Runtime's entropy/percentile collectors stack activations: one shape is fed."""
+    from cam_rt.runtime.quantize import load_calibration, one_shape
+
+    batches = [np.zeros((1, h, w, 3), np.float32) for h, w in ((40, 60), (50, 50), (80, 30))]
+    assert {b.shape for b in one_shape(batches)} == {(1, 60, 60, 3)}
+    images = load_calibration(calibration, 2)
+    out = demo_onnx.parent / "demo.percentile.onnx"
+    report = quantize_model(demo_onnx, images, out, QuantizeConfig(method="percentile", floor=0.5))
+    assert report.written and report.calibration_inputs == 2 * 8

@@ -102,3 +102,21 @@ def test_tensorrt_fp16_fidelity(tmp_path: Path) -> None:
     (a,) = Explainer(CamSession(path, fp16), config).explain(image)
     (b,) = Explainer(CamSession(path, SessionConfig(providers=("cpu",))), config).explain(image)
     assert float(np.abs(a.maps - b.maps).max()) < 1e-2  # normalized maps, fp16 rounding
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA execution provider on this machine")
+def test_cuda_graphs_replay_the_same_maps(tmp_path: Path) -> None:
+    """--cuda-graphs with buckets: captured and replayed runs give the plain CUDA maps."""
+    from cam_rt.runtime.providers import CudaConfig
+
+    path = channel_model(tmp_path / "m.onnx", channels=3, offset=0.3)
+    config = ExplainConfig(TTAConfig((0.5, 1.0, 1.5, 2.0), True), ClassSelection("all"), bucket=32)
+    graphs = SessionConfig(providers=("cuda",), cuda=CudaConfig(cuda_graphs=True), bucketed=True)
+    plain = SessionConfig(providers=("cuda",), bucketed=True)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (100, 120, 3), dtype=np.uint8) for _ in range(3)]
+    a = Explainer(CamSession(path, graphs), config)
+    b = Explainer(CamSession(path, plain), config)
+    for _ in range(2):  # the second round replays captured graphs
+        for x, y in zip(a.explain(images), b.explain(images), strict=True):
+            np.testing.assert_allclose(x.maps, y.maps, atol=1e-5)
