@@ -6,6 +6,10 @@ encoding and atomic writes included. Two folder sizes show whether memory stays 
 
     python benchmarks/cli_throughput.py [--model FILE.onnx] [--images 200,2000] [--tta]
     python benchmarks/cli_throughput.py --resnet38d --images 20 --size 320
+    python benchmarks/cli_throughput.py --tta --engines local,ray:1,ray:2   # local vs Ray actors
+
+With Ray, the process measured is the driver (it decodes nothing and writes every file); the
+actors' memory is not in its peak RSS. Ray's start-up (a local instance) is in the wall time.
 
 Without --model the trained demo model is exported once into .bench-cache/.
 """
@@ -48,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", action="store_true", help="scales 0.5,1,1.5,2 + flip")
     parser.add_argument("--save", default="overlay,maps")
     parser.add_argument("--name", default="")
+    parser.add_argument("--engines", default="local", help="comma list: local, ray:N")
     args = parser.parse_args(argv)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for engine in engines:
+        if engine != "local" and not (engine.startswith("ray:") and engine[4:].isdigit()):
+            parser.error(f"engine '{engine}' is not local or ray:N")
     model = args.model or (resnet38d_file() if args.resnet38d else demo_files()[1])
     counts = [int(c) for c in args.images.split(",")]
     cam_rt = str(Path(sys.executable).with_name("cam-rt"))
@@ -56,51 +65,56 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"cli_throughput_{stem}{'_tta' if args.tta else ''}"
     print(
         f"config: {model.name}, images {counts}, size {args.size or '96-192'}, "
-        f"tta={args.tta}, save={args.save}, cores={os.cpu_count()}"
+        f"tta={args.tta}, save={args.save}, engines={engines}, cores={os.cpu_count()}"
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for count in counts:
             folder = Path(tmp) / f"in{count}"
             make_images(folder, count, args.size or None)
-            cmd = [
-                cam_rt,
-                "run",
-                str(model),
-                str(folder),
-                "-o",
-                str(Path(tmp) / f"out{count}"),
-                "--save",
-                args.save,
-                "-q",
-            ]
-            if args.tta:
-                cmd.append("--tta")
-            run = run_process(cmd)
-            if run.returncode != 0:
-                print(run.stderr, file=sys.stderr)
-                return 1
-            rate = count / run.seconds
-            rows.append(
-                {
-                    "images": count,
-                    "seconds": run.seconds,
-                    "images_per_s": rate,
-                    "peak_rss_mib": run.peak_rss_mib,
-                }
-            )
-            print(
-                f"{count} images: {run.seconds:.1f} s, {rate:.2f} images/s, "
-                f"peak RSS {run.peak_rss_mib:.0f} MiB"
-            )
+            for engine in engines:
+                out = Path(tmp) / f"out{count}-{engine.replace(':', '')}"
+                cmd = [cam_rt, "run", str(model), str(folder), "-o", str(out), "--save", args.save]
+                cmd.append("-q")
+                if args.tta:
+                    cmd.append("--tta")
+                if engine != "local":
+                    cmd += ["--engine", "ray", "--num-workers", engine[4:]]
+                run = run_process(cmd)
+                if run.returncode != 0:
+                    print(run.stderr, file=sys.stderr)
+                    return 1
+                rate = count / run.seconds
+                rows.append(
+                    {
+                        "engine": engine,
+                        "images": count,
+                        "seconds": run.seconds,
+                        "images_per_s": rate,
+                        "peak_rss_mib": run.peak_rss_mib,
+                    }
+                )
+                print(
+                    f"{count} images, {engine}: {run.seconds:.1f} s, {rate:.2f} images/s, "
+                    f"peak RSS {run.peak_rss_mib:.0f} MiB"
+                )
+    local = {r["images"]: r["seconds"] for r in rows if r["engine"] == "local"}
     table = (
-        "| model | TTA | images | wall time | images/s | peak RSS |\n|---|---|---|---|---|---|\n"
+        "| model | TTA | engine | images | wall time | images/s | overhead/image vs local | "
+        "peak RSS |\n|---|---|---|---|---|---|---|---|\n"
     )
-    table += "".join(
-        f"| {model.name} | {'0.5/1/1.5/2+flip' if args.tta else 'no'} | {r['images']} | "
-        f"{r['seconds']:.1f} s | {r['images_per_s']:.2f} | {r['peak_rss_mib']:.0f} MiB |\n"
-        for r in rows
-    )
+    for r in rows:
+        base = local.get(r["images"])
+        extra = (
+            f"{1000 * (r['seconds'] - base) / r['images']:+.1f} ms"
+            if base is not None and r["engine"] != "local"
+            else ""
+        )
+        table += (
+            f"| {model.name} | {'0.5/1/1.5/2+flip' if args.tta else 'no'} | {r['engine']} | "
+            f"{r['images']} | {r['seconds']:.1f} s | {r['images_per_s']:.2f} | {extra} | "
+            f"{r['peak_rss_mib']:.0f} MiB |\n"
+        )
     write_results(
         name, {"model": model.name, "tta": args.tta, "size": args.size, "rows": rows}, table
     )

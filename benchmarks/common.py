@@ -69,9 +69,10 @@ if pid == 0:
     os._exit(127)
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
+code = os.waitstatus_to_exitcode(status)  # negative: killed by that signal
 with open(sys.argv[1], "w") as f:
-    f.write(f"{usage.ru_maxrss} {seconds}")
-sys.exit(os.waitstatus_to_exitcode(status))
+    f.write(f"{usage.ru_maxrss} {seconds} {code}")
+sys.exit(128 - code if code < 0 else code)
 """
 
 
@@ -87,12 +88,14 @@ def run_process(args: Sequence[str], env: dict[str, str] | None = None) -> Proce
     ):
         cmd = [sys.executable, "-c", _LAUNCHER, report.name, *args]
         proc = subprocess.run(cmd, stdout=out, stderr=err, text=True, env=env, check=False)
-        maxrss_kib, seconds = report.read().split()
         out.seek(0)
         err.seek(0)
-        return ProcessRun(
-            float(seconds), int(maxrss_kib) / 1024, proc.returncode, out.read(), err.read()
-        )
+        stdout, stderr = out.read(), err.read()
+        fields = report.read().split()
+        if len(fields) != 3:  # the launcher itself failed: say why, with the command's stderr
+            raise RuntimeError(f"measuring {list(args)} failed ({proc.returncode}): {stderr}")
+        maxrss_kib, seconds, code = fields
+        return ProcessRun(float(seconds), int(maxrss_kib) / 1024, int(code), stdout, stderr)
 
 
 def write_results(name: str, payload: dict[str, Any], table: str, folder: Path = RESULTS) -> Path:

@@ -162,6 +162,7 @@ def _cam_rt_side(spec: dict[str, Any]) -> Any:
     config = SessionConfig(
         providers=(spec.get("device", "cpu"),),
         openvino=OpenVINOConfig(precision=spec.get("precision", "auto")),
+        static_shapes=spec.get("device") == "openvino",  # a session per shape, as measured
     )
     session = CamSession(spec["onnx"], config)
     if spec.get("device") == "openvino" and session.providers[0] != "OpenVINOExecutionProvider":

@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             return int8_files[key]
 
         ov = {
-            p: SessionConfig(providers=("openvino",), openvino=OpenVINOConfig(precision=p))
+            p: SessionConfig(
+                providers=("openvino",), openvino=OpenVINOConfig(precision=p), static_shapes=True
+            )
             for p in ("fp32", "bf16")
         }  # type: ignore[arg-type]
         for variant in variants:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import tempfile
 import time
@@ -192,6 +191,8 @@ def export_model(
     os.close(fd)
     tmp = Path(tmp_name)
     data = out.parent / metadata.external_data if metadata.external_data else None
+    replaced = _side_file_of(out)  # the weights file of the model this export replaces
+    published = False
     try:
         try:
             if data is not None:  # written at its final, new name; the model refers to it
@@ -215,22 +216,35 @@ def export_model(
             say("check " + row.line())
         size = tmp.stat().st_size + (data.stat().st_size if data is not None else 0)
         publish(tmp, out)
+        published = True
     except BaseException:
         tmp.unlink(missing_ok=True)
-        if data is not None:
+        if data is not None and not published:
             data.unlink(missing_ok=True)
         raise
-    for stale in _stale_data_files(out, data):  # the replaced model's weights
-        stale.unlink(missing_ok=True)
+    if replaced is not None and replaced != data:
+        try:
+            replaced.unlink(missing_ok=True)
+        except OSError as exc:  # the new model is in place; say what is left behind
+            say(f"could not remove the replaced weights file {replaced} ({exc})")
     seconds = time.perf_counter() - start
     where = f" + {data.name}" if data is not None else ""
     say(f"wrote {out}{where} ({size / 2**20:.1f} MiB) in {seconds:.1f} s")
     return ExportReport(out, metadata, tuple(rows), seconds, size, op_counts)
 
 
-def _stale_data_files(out: Path, keep: Path | None) -> list[Path]:
-    """Weights side files of earlier exports to ``out`` (``NAME.<8 hex>.data``), not ``keep``."""
-    pattern = re.compile(re.escape(out.name) + r"\.[0-9a-f]{8}\.data")
-    return [
-        p for p in out.parent.glob(f"{out.name}.*.data") if pattern.fullmatch(p.name) and p != keep
-    ]
+def _side_file_of(path: Path) -> Path | None:
+    """The weights side file named in the cam-rt model at ``path`` (None: no such model, or
+    its weights are inside). Only small files are read: one with its weights inside is large
+    and has no side file."""
+    try:
+        if not path.is_file() or path.stat().st_size > 64 * 2**20:
+            return None
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a readable model: nothing of ours to clean up
+        return None
+    props = {p.key: p.value for p in proto.metadata_props}
+    name = props.get("cam_rt.external_data", "")
+    return path.parent / name if name and Path(name).name == name else None

@@ -113,7 +113,7 @@ _CUDA_GRAPHS = typer.Option(
 _PRECISION = typer.Option(
     "auto",
     "--precision",
-    help="OpenVINO: bf16, fp32, fp16, or auto (bf16 where the CPU runs it natively).",
+    help="OpenVINO: bf16 (CPU), fp32, fp16 (GPU/NPU), or auto (bf16 on CPUs with AMX).",
 )
 
 
@@ -205,6 +205,16 @@ def run_command(
     ),
     alpha: str = typer.Option("error", "--alpha", hidden=True),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, errors only."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (a pool of Ray actors)."),
+    ray_address: str = typer.Option(
+        "",
+        "--ray-address",
+        help="Ray: a cluster to join ('auto', ray://host:10001); default local.",
+    ),
+    num_workers: int = typer.Option(1, "--num-workers", help="Ray: actors (one session each)."),
+    gpus_per_worker: float = typer.Option(
+        0.0, "--gpus-per-worker", help="Ray: GPUs per actor (fractions share a GPU)."
+    ),
 ) -> None:
     """Compute CAMs for images and write overlays, maps, seeds and boxes.
 
@@ -212,11 +222,14 @@ def run_command(
     """
     import signal
 
+    from .errors import ConfigError
     from .explain import ClassSelection, ExplainConfig, Explainer
     from .runner import RunConfig, Runner, discover_inputs, load_labels
     from .session import CamSession
     from .tta import TTAConfig
 
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine '{engine}' is unknown: use local or ray")
     tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
     explain_config = ExplainConfig(
         tta=tta_config,
@@ -252,7 +265,17 @@ def run_command(
     for values in (label_map or {}).values():  # unknown classes: say so before any work
         explainer.resolve_labels(values)
     progress = _Progress(quiet)
-    runner = Runner(explainer, outdir, run_config, label_map, progress.event)
+    if engine == "ray":
+        from .ray_engine import RayConfig, RayRunner
+
+        ray_config = RayConfig(
+            address=ray_address, num_workers=num_workers, gpus_per_worker=gpus_per_worker
+        )
+        runner: Runner = RayRunner(
+            model, explainer, outdir, run_config, label_map, progress.event, ray_config
+        )
+    else:
+        runner = Runner(explainer, outdir, run_config, label_map, progress.event)
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         with progress:

@@ -114,23 +114,31 @@ def _to_rgb(im: Any, conversions: list[str]) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)  # read once, at import (os.umask is process-wide, not thread-safe)
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (process-wide, so only as a fallback)
     os.umask(mask)
     return mask
 
 
-_UMASK = _read_umask()
-
-
 def ordinary_permissions(path: str | Path) -> None:
     """Give ``path`` the permissions a plain ``open`` would (``mkstemp`` makes files 0600)."""
-    os.chmod(path, 0o666 & ~_UMASK)
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
-    """Move a finished temporary file to ``path`` with ordinary permissions."""
-    ordinary_permissions(tmp)
+    """Move a finished temporary file to ``path``: the replaced file's permissions if there
+    was one, else ordinary ones."""
+    try:
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    except FileNotFoundError:
+        ordinary_permissions(tmp)
     os.replace(tmp, path)
 
 

@@ -244,6 +244,16 @@ class OpenVINOConfig:
             )
         if not self.device_type:
             raise ConfigError("OpenVINO device_type is empty: use CPU, GPU or NPU")
+        on_cpu = self.device_type.upper().startswith("CPU")
+        if on_cpu and self.precision == "fp16":
+            raise ConfigError(
+                "OpenVINO runs fp16 on GPU or NPU devices, not on the CPU: use --precision fp32 "
+                "or bf16 there"
+            )
+        if not on_cpu and self.precision == "bf16":
+            raise ConfigError(
+                f"OpenVINO bf16 is a CPU precision; on {self.device_type} use fp16 or fp32"
+            )
         _check_int("num_threads", self.num_threads, 0)
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
@@ -252,6 +262,8 @@ class OpenVINOConfig:
         """The precision that runs: ``auto`` resolved against the CPU's features."""
         if self.precision != "auto":
             return self.precision
+        if not self.device_type.upper().startswith("CPU"):
+            return "fp32"
         flags = cpu_flags() if flags is None else flags
         return "bf16" if any(f in flags for f in FAST_BF16_FLAGS) else "fp32"
 

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .cam import weight_features
-from .errors import InputError, ModelLoadError
+from .errors import CamRtError, InputError, ModelLoadError, ProviderError
 from .metadata import ModelMetadata
 
 __all__ = ["RemoteSession", "SessionLike", "read_metadata_file"]
@@ -97,12 +97,25 @@ class RemoteSession:
         if batch.ndim != 4 or batch.shape[-1] != 3:
             raise InputError(f"batch has shape {batch.shape}; expected (N, H, W, 3)")
         start = time.perf_counter()
-        scores, maps = self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+        try:
+            scores, maps = self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+        except CamRtError:
+            raise
+        except Exception as exc:  # the transport's own errors (HTTP, gRPC, Ray)
+            raise ProviderError(
+                f"the remote model call failed on a batch of shape {batch.shape}: {exc}"
+            ) from exc
         scores, maps = np.asarray(scores), np.asarray(maps)
         ran = time.perf_counter()
         if self._metadata.output == "features":
-            assert self._metadata.cam_weights is not None
-            maps = weight_features(maps, self._metadata.cam_weights)
+            weights = self._metadata.cam_weights
+            assert weights is not None
+            if maps.ndim != 4 or maps.shape[-1] != weights.shape[0]:
+                raise ModelLoadError(
+                    f"the remote model gave features {maps.shape}; expected (N, h, w, "
+                    f"{weights.shape[0]}): is it the model the metadata file describes?"
+                )
+            maps = weight_features(maps, weights)
         if timings is not None:
             timings["remote"] = timings.get("remote", 0.0) + ran - start
             timings["cam_weighting"] = timings.get("cam_weighting", 0.0) + (

@@ -127,8 +127,8 @@ class SessionConfig:
     #: Bind inputs/outputs with ONNX Runtime's IO binding: None (auto) on CUDA/TensorRT only.
     io_binding: bool | None = None
     openvino: OpenVINOConfig = field(default_factory=OpenVINOConfig)
-    #: A session compiled per input shape (None: auto, with OpenVINO first), the
-    #: ``max_static_sessions`` most recently used kept open.
+    #: A session compiled per input shape (None: auto, with OpenVINO first and bucketed sizes),
+    #: the ``max_static_sessions`` most recently used kept open.
     static_shapes: bool | None = None
     max_static_sessions: int = 8
 
@@ -232,8 +232,18 @@ class CamSession:
         providers = resolve_providers(self.config.providers)
         input_name = (plain.input_name if plain is not None else None) or INPUT_NAME
         provider_list = [(p, self.config.options_for(p, input_name)) for p in providers]
-        self._session = self._open(ort, options, provider_list, {})
-        self.providers: list[str] = list(self._session.get_providers())
+        static = self.config.static_shapes
+        if static is None:  # OpenVINO with buckets: few shapes, each compiled once
+            static = providers[0] == PROVIDERS["openvino"] and self.config.bucketed
+        self.providers: list[str]
+        if static and providers[0] != PROVIDERS["cpu"]:
+            # The base session only describes the model: on the CPU, not compiled by the engine
+            # (that would be one more copy of the weights); the per-shape sessions use it.
+            self._session = self._open(ort, options, [(PROVIDERS["cpu"], {})], {})
+            self.providers = list(providers)
+        else:
+            self._session = self._open(ort, options, provider_list, {})
+            self.providers = list(self._session.get_providers())
         gpu = [p for p in self.providers if p in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])]
         self._device = ("cuda", self.config.cuda.device_id) if gpu else ("cpu", 0)
         binding = self.config.io_binding
@@ -242,9 +252,6 @@ class CamSession:
         self._graphs: _CudaGraphs | None = None
         if self.config.cuda.cuda_graphs and self.providers[0] == PROVIDERS["cuda"]:
             self._graphs = _CudaGraphs(ort, self.config.cuda.device_id, self.config.cuda.max_graphs)
-        static = self.config.static_shapes
-        if static is None:
-            static = self.providers[0] == PROVIDERS["openvino"]
         self._static: _StaticSessions | None = None
         if static:
             shape = self._session.get_inputs()[0].shape

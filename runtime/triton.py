@@ -93,7 +93,8 @@ class TritonConfig:
             tta=self.tta,
             batch_size=self.max_batch,
             bucket=self.bucket,
-            batch_flips=self.kind == "gpu",
+            # a flip twin travels in its image's request: that needs room for two
+            batch_flips=self.kind == "gpu" and self.max_batch >= 2,
         )
 
     def profile(self) -> ShapeProfile:
@@ -263,7 +264,7 @@ def client_source(name: str, config: TritonConfig) -> str:
         tta=tta_code,
         batch=config.max_batch,
         bucket=config.bucket,
-        gpu=config.kind == "gpu",
+        gpu=config.explain.batch_flips,
     )
 
 
@@ -323,6 +324,7 @@ def _maps_output() -> str:
 def make_explainer(infer, config: ExplainConfig = EXPLAIN) -> Explainer:
     """An Explainer whose model runs where ``infer`` sends it."""
     session = RemoteSession(infer, read_metadata_file(METADATA), on_gpu={gpu})
+    # on_gpu: flip twins in one request (the server's max_batch_size allows it)
     return Explainer(session, config)
 
 

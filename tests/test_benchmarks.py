@@ -30,7 +30,11 @@ def test_summarize() -> None:
 @pytest.mark.parametrize(
     ("script", "args", "result"),
     [
-        ("cli_throughput.py", ["--images", "3", "--tta", "--name", "smoke_cli"], "smoke_cli"),
+        (
+            "cli_throughput.py",
+            ["--images", "3", "--tta", "--engines", "local,ray:1", "--name", "smoke_cli"],
+            "smoke_cli",
+        ),
         (
             "runtime_stages.py",
             ["--size", "40", "--repeat", "2", "--name", "smoke_stages"],
@@ -53,6 +57,9 @@ def test_scripts_run(tmp_path: Path, script: str, args: list[str], result: str) 
     assert proc.stdout.startswith("config:")
     payload = json.loads((tmp_path / "results" / f"{result}.json").read_text())
     assert payload["machine"]["cores"] and (tmp_path / "results" / f"{result}.md").is_file()
+    if result == "smoke_cli":  # the same folder through both engines
+        assert [r["engine"] for r in payload["rows"]] == ["local", "ray:1"]
+        assert "+" in (tmp_path / "results" / "smoke_cli.md").read_text()  # Ray's overhead
     if result == "smoke_gpu":  # CPU stands in for the GPU: same maps as the reference
         (row,) = payload["rows"]
         assert row["max_abs_map_diff_vs_cpu_fp32"] == 0.0 and row["warmup_shapes"] > 0
@@ -71,6 +78,8 @@ def test_run_process_measures_the_child_not_its_parent() -> None:
     assert 0 < run.seconds < 30 and ballast.sum() > 0
     missing = run_process(["/nonexistent/command"])
     assert missing.returncode == 127 and "cannot run /nonexistent/command" in missing.stderr
+    killed = run_process([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), 9)"])
+    assert killed.returncode == -9  # a kill (e.g. the OOM killer) is not an ordinary exit
 
 
 def test_e2e_quick(tmp_path: Path) -> None:

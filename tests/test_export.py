@@ -191,7 +191,10 @@ def test_external_data_export_loads_replaces_and_serves(tmp_path: Path, keras_fi
     a, b = CamSession(single).run(x), CamSession(out).run(x)
     for left, right in zip(a, b, strict=True):
         np.testing.assert_array_equal(left, right)
+    other = out.parent / "m.onnx.0badc0de.data"  # not the replaced model's: left alone
+    other.write_bytes(b"someone else's")
     export_model(keras_file, out, ExportConfig(external_data=True))  # replace: one side file
+    other.unlink()
     (again,) = out.parent.glob("m.onnx.*.data")
     assert again != data and CamSession(out).metadata.external_data == again.name
     folder = write_repository(out, tmp_path / "repo", TritonConfig(name="m"))

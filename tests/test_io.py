@@ -111,6 +111,9 @@ def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
     target = tmp_path / "atomic.bin"
     write_atomic(target, b"x")
     assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~mask
+    target.chmod(0o600)  # a file the user made private stays private when replaced
+    write_atomic(target, b"y")
+    assert target.stat().st_mode & 0o777 == 0o600 and target.read_bytes() == b"y"
 
 
 def test_palette_png_uses_voc_colours() -> None:

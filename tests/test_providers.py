@@ -256,13 +256,20 @@ def test_openvino_options() -> None:
     assert auto.ort_options(avx2) == {"device_type": "CPU", "precision": "FP32"}
     bf16 = auto.ort_options(amx)
     assert json.loads(bf16["load_config"]) == {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}
-    forced = OpenVINOConfig(precision="fp16", num_threads=2, cache_dir=Path("/tmp/ov"))
+    forced = OpenVINOConfig(
+        precision="fp16", device_type="GPU", num_threads=2, cache_dir=Path("/tmp/ov")
+    )
     assert forced.ort_options(amx) == {
-        "device_type": "CPU",
+        "device_type": "GPU",
         "precision": "FP16",
         "cache_dir": "/tmp/ov",
         "num_of_threads": "2",
     }
+    assert OpenVINOConfig(device_type="GPU").resolved_precision(amx) == "fp32"  # AMX is CPU's
+    with pytest.raises(ConfigError, match="fp16 on GPU or NPU"):
+        OpenVINOConfig(precision="fp16")
+    with pytest.raises(ConfigError, match="bf16 is a CPU precision"):
+        OpenVINOConfig(precision="bf16", device_type="NPU")
     with pytest.raises(ConfigError, match="precision 'int4' is unknown"):
         OpenVINOConfig(precision="int4")  # type: ignore[arg-type]
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cam_rt.runtime import CamSession, ClassSelection, ExplainConfig, Explainer, TTAConfig
 from cam_rt.runtime.bench import warmup_shapes
 from cam_rt.runtime.cli import get_app
-from cam_rt.runtime.errors import ConfigError, ModelLoadError
+from cam_rt.runtime.errors import ConfigError, ModelLoadError, ProviderError
 from cam_rt.runtime.remote import RemoteSession, SessionLike, read_metadata_file
 from cam_rt.runtime.triton import TritonConfig, write_repository
 
@@ -137,6 +137,12 @@ def test_remote_session_checks_what_comes_back(tmp_path: Path) -> None:
     explainer = Explainer(RemoteSession(wrong, meta), ExplainConfig(classes=ClassSelection("all")))
     with pytest.raises(ModelLoadError, match="expected \\(N, 3\\)"):
         explainer.explain(np.zeros((8, 8, 3), np.uint8))
+
+    def down(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise ConnectionError("connection refused")
+
+    with pytest.raises(ProviderError, match="remote model call failed.*connection refused"):
+        Explainer(RemoteSession(down, meta)).explain(np.zeros((8, 8, 3), np.uint8))
     (folder / "bad.json").write_text("[1, 2]")
     with pytest.raises(ModelLoadError, match="no metadata object"):
         read_metadata_file(folder / "bad.json")
@@ -168,3 +174,17 @@ def test_cli_triton(tmp_path: Path) -> None:
     again = CliRunner().invoke(get_app(), args)
     assert again.exit_code == 1 and "already exists" in again.output
     assert "Traceback" not in again.output
+
+
+def test_max_batch_one_sends_flip_twins_apart(tmp_path: Path) -> None:
+    """max_batch_size 1 cannot take an image and its flip in one request: the plan says so."""
+    model = channel_model(tmp_path / "m.onnx", channels=2)
+    config = TritonConfig(name="one", max_batch=1, tensorrt=True, warmup_sizes=((64, 64),))
+    assert not config.explain.batch_flips and config.profile().max[0] == 1
+    parsed = _parse(write_repository(model, tmp_path / "r", config) / "config.pbtxt")
+    assert parsed.model_warmup and all(w.batch_size == 1 for w in parsed.model_warmup)  # type: ignore[attr-defined]
+    client = _client(tmp_path / "r" / "one_client.py")
+    explainer = client.make_explainer(
+        _local_infer(tmp_path / "r" / "one" / "1" / "model.onnx", "cams")
+    )
+    assert not explainer.batch_flips

@@ -77,7 +77,10 @@ def _maps(session: CamSession, images: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def test_auto_chooses_openvino_with_per_shape_sessions(fixture: Path) -> None:
-    session = CamSession(fixture / "demo.onnx", SessionConfig(providers=("auto",)))
+    dynamic = CamSession(fixture / "demo.onnx", SessionConfig(providers=("auto",)))
+    assert dynamic.providers[0] == OV and dynamic.static_sessions is None  # sizes vary: one
+    config = SessionConfig(providers=("auto",), bucketed=True)
+    session = CamSession(fixture / "demo.onnx", config)
     assert session.providers[0] == OV
     assert session.static_sessions == 0  # one session per input shape, built on first use
     assert session.precision == ("bf16 (OpenVINO)" if AMX else "fp32 (OpenVINO)")
@@ -117,7 +120,7 @@ def test_bf16_within_tolerance_and_seeds_hold(fixture: Path, images: list[np.nda
 def test_per_shape_sessions_are_bounded_and_thread_safe(
     fixture: Path, images: list[np.ndarray]
 ) -> None:
-    session = _ov(fixture, "fp32", max_static_sessions=3)
+    session = _ov(fixture, "fp32", static_shapes=True, max_static_sessions=3)
     explainer = Explainer(session, ExplainConfig(tta=TTA, classes=ClassSelection("top-k", k=1)))
     alone = [explainer.explain(img)[0].maps for img in images]
     assert session.static_sessions == 3  # 8 passes per image, the 3 most recent shapes kept
