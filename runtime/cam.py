@@ -10,9 +10,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ModelLoadError
 
-__all__ = ["gather_classes", "probabilities", "weight_features"]
+__all__ = ["checked_outputs", "gather_classes", "probabilities", "weight_features"]
+
+
+def checked_outputs(
+    scores: np.ndarray, maps: np.ndarray, num_classes: int, source: str, hint: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A model's scores (N, L) and CAMs (N, h, w, L) as float32, or ModelLoadError naming
+    ``source`` and what was expected (``hint`` says what to check)."""
+    n = num_classes
+    if maps.ndim != 4 or scores.ndim != 2 or maps.shape[-1] != n or scores.shape[-1] != n:
+        raise ModelLoadError(
+            f"{source} gave scores {scores.shape} and maps {maps.shape}; expected (N, {n}) and "
+            f"(N, h, w, {n}){hint}"
+        )
+    return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
 
 
 def weight_features(features: np.ndarray, weights: np.ndarray) -> np.ndarray:

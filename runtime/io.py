@@ -6,6 +6,7 @@ then ``os.replace``), so an interrupted run never leaves a partial output file.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -114,8 +115,9 @@ def _to_rgb(im: Any, conversions: list[str]) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
+@functools.cache
 def _umask() -> int:
-    """The process umask, read without changing it where Linux tells it."""
+    """The process umask (read once), without changing it where Linux tells it."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):

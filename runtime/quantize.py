@@ -85,7 +85,7 @@ class Fidelity:
 
 @dataclass(frozen=True)
 class QuantizeReport:
-    path: Path | None  # None when refused
+    path: Path
     fidelity: Fidelity
     written: bool
     float_nodes: tuple[str, ...]
@@ -308,5 +308,5 @@ def load_calibration(folder: Path, limit: int) -> list[np.ndarray]:
 
 def report_dict(report: QuantizeReport) -> dict[str, Any]:
     out = asdict(report)
-    out["path"] = str(report.path) if report.path else None
+    out["path"] = str(report.path)
     return out

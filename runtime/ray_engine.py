@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ class RayRunner(Runner):
         if not rows:
             return
         seen: set[int] = set()
-        writes: list[tuple[InputItem, Future[dict[str, Any]]]] = []
+        writes: deque[tuple[InputItem, Future[dict[str, Any]]]] = deque()
         with ThreadPoolExecutor(
             self.config.write_workers, thread_name_prefix="cam-rt-write"
         ) as write:
@@ -224,28 +225,29 @@ class RayRunner(Runner):
                     if row["error"]:
                         self._record_error(item, InputError(str(row["error"])), summary, journal)
                         continue
-                    result = CamResult(
-                        scores=np.asarray(row["scores"], np.float32),
-                        probabilities=np.asarray(row["probabilities"], np.float32),
-                        class_ids=tuple(int(c) for c in row["class_ids"]),
-                        class_names=tuple(json.loads(str(row["class_names"]))),
-                        maps=np.asarray(row["maps"], np.float32),
-                    )
-                    loaded = LoadedImage(
-                        np.asarray(row["pixels"], np.uint8),
-                        tuple(json.loads(str(row["conversions"]))),
-                    )
-                    timing = {
-                        "decode_s": round(float(row["decode_s"]), 6),
-                        "explain_s": round(float(row["explain_s"]), 6),
-                    }
-                    writes.append((item, write.submit(self._write, item, result, loaded, timing)))
-                    while writes and writes[0][1].done():
-                        self._collect(*writes.pop(0), summary, journal)
-                while writes:
-                    self._collect(*writes.pop(0), summary, journal)
+                    self._queue_write(write, writes, _job(item, row), summary, journal)
+                self._drain(writes, summary, journal)
             except KeyboardInterrupt:
-                for item, writing in writes:  # started writes finish (each file is atomic)
-                    if not writing.cancel():
-                        self._collect(item, writing, summary, journal)
+                self._drain(writes, summary, journal, interrupted=True)
                 raise
+
+
+def _job(
+    item: InputItem, row: Mapping[str, Any]
+) -> tuple[InputItem, CamResult, LoadedImage, dict[str, float]]:
+    """What the local writers take, from one row an actor returned."""
+    result = CamResult(
+        scores=np.asarray(row["scores"], np.float32),
+        probabilities=np.asarray(row["probabilities"], np.float32),
+        class_ids=tuple(int(c) for c in row["class_ids"]),
+        class_names=tuple(json.loads(str(row["class_names"]))),
+        maps=np.asarray(row["maps"], np.float32),
+    )
+    loaded = LoadedImage(
+        np.asarray(row["pixels"], np.uint8), tuple(json.loads(str(row["conversions"])))
+    )
+    timing = {
+        "decode_s": round(float(row["decode_s"]), 6),
+        "explain_s": round(float(row["explain_s"]), 6),
+    }
+    return item, result, loaded, timing

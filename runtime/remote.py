@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .cam import weight_features
+from .cam import checked_outputs, weight_features
 from .errors import CamRtError, InputError, ModelLoadError, ProviderError
 from .metadata import ModelMetadata
 
@@ -121,10 +121,10 @@ class RemoteSession:
             timings["cam_weighting"] = timings.get("cam_weighting", 0.0) + (
                 time.perf_counter() - ran
             )
-        n = self._metadata.num_classes
-        if maps.ndim != 4 or scores.ndim != 2 or maps.shape[-1] != n or scores.shape[-1] != n:
-            raise ModelLoadError(
-                f"the remote model gave scores {scores.shape} and maps {maps.shape}; expected "
-                f"(N, {n}) and (N, h, w, {n}): is it the model the metadata file describes?"
-            )
-        return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
+        return checked_outputs(
+            scores,
+            maps,
+            self._metadata.num_classes,
+            "the remote model",
+            ": is it the model the metadata file describes?",
+        )

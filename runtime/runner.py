@@ -338,24 +338,48 @@ class Runner:
                             self._record_error(item, _reason(exc), summary, journal)
                         refill()
                     for item, result, loaded, timing in self._explain(batch, summary, journal):
-                        while len(writes) >= cfg.write_workers * 4:
-                            self._collect(*writes[0], summary, journal)
-                            writes.popleft()
-                        job = write.submit(self._write, item, result, loaded, timing)
-                        writes.append((item, job))
-                    while writes and writes[0][1].done():
-                        self._collect(*writes[0], summary, journal)
-                        writes.popleft()  # only once recorded: an interrupt still sees it
-                while writes:
-                    self._collect(*writes[0], summary, journal)
-                    writes.popleft()
+                        self._queue_write(
+                            write, writes, (item, result, loaded, timing), summary, journal
+                        )
+                self._drain(writes, summary, journal)
             except KeyboardInterrupt:
                 for _, decoding in pending:
                     decoding.cancel()
-                for item, writing in writes:  # started writes finish (each file is atomic)
-                    if not writing.cancel():
-                        self._collect(item, writing, summary, journal)
+                self._drain(writes, summary, journal, interrupted=True)
                 raise
+
+    def _queue_write(
+        self,
+        pool: ThreadPoolExecutor,
+        writes: deque[tuple[InputItem, Future[dict[str, Any]]]],
+        job: tuple[InputItem, CamResult, LoadedImage, dict[str, float]],
+        summary: RunSummary,
+        journal: Any,
+    ) -> None:
+        """Submit one image's writes; at most ``4 * write_workers`` wait (bounded memory), and
+        finished ones at the head are recorded, in order."""
+        while len(writes) >= self.config.write_workers * 4:
+            self._collect(*writes[0], summary, journal)
+            writes.popleft()
+        writes.append((job[0], pool.submit(self._write, *job)))
+        while writes and writes[0][1].done():
+            self._collect(*writes[0], summary, journal)
+            writes.popleft()  # only once recorded: an interrupt still sees it
+
+    def _drain(
+        self,
+        writes: deque[tuple[InputItem, Future[dict[str, Any]]]],
+        summary: RunSummary,
+        journal: Any,
+        interrupted: bool = False,
+    ) -> None:
+        """Record the queued writes; after an interrupt, only those already started (each file
+        is atomic) finish, the others are cancelled."""
+        while writes:
+            item, writing = writes[0]
+            if not (interrupted and writing.cancel()):
+                self._collect(item, writing, summary, journal)
+            writes.popleft()
 
     def _decode(self, item: InputItem) -> tuple[LoadedImage, float]:
         start = time.perf_counter()

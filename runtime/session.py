@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .cam import weight_features
+from .cam import checked_outputs, weight_features
 from .errors import (
     ConfigError,
     InputError,
@@ -510,12 +510,7 @@ class CamSession:
             ):
                 timings[key] = timings.get(key, 0.0) + seconds
         n = self.metadata.num_classes
-        if maps.ndim != 4 or scores.ndim != 2 or maps.shape[-1] != n or scores.shape[-1] != n:
-            raise ModelLoadError(
-                f"{self.path} gave scores {scores.shape} and maps {maps.shape}; expected (N, {n}) "
-                f"and (N, h, w, {n}) for its {n} classes"
-            )
-        return scores.astype(np.float32, copy=False), maps.astype(np.float32, copy=False)
+        return checked_outputs(scores, maps, n, str(self.path), f" for its {n} classes")
 
 
 class _StaticSessions:

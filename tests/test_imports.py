@@ -23,6 +23,9 @@ def _loaded_after(code: str) -> list[str]:
 
 def test_import_runtime_loads_no_tensorflow() -> None:
     assert _loaded_after("import cam_rt.runtime") == []
+    # the modules cam_rt.runtime does not import itself (commands, engines)
+    extra = "quantize, ray_engine, remote, triton, cli, bench, doctor, evaluate, runner"
+    assert _loaded_after(f"from cam_rt.runtime import {extra}") == []
 
 
 def test_help_loads_no_tensorflow() -> None:
