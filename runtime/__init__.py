@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .cam import gather_classes, probabilities, weight_features
-from .classes import VOC_CLASSES, resolve_class_names
+from .classes import VOC_CLASSES, duplicate_names, resolve_class_names
 from .colour import (
     blend,
     class_colours,
@@ -54,7 +54,7 @@ from .session import (
     available_providers,
     resolve_providers,
 )
-from .tta import Pass, TTAConfig, plan_passes
+from .tta import InputSize, Pass, TTAConfig, plan_passes
 
 __all__ = [
     "VOC_CLASSES",
@@ -69,6 +69,7 @@ __all__ = [
     "Explainer",
     "ExportError",
     "InputError",
+    "InputSize",
     "MissingDependencyError",
     "ModelLoadError",
     "ModelMetadata",
@@ -91,6 +92,7 @@ __all__ = [
     "boxes",
     "class_colours",
     "class_overlay",
+    "duplicate_names",
     "gather_classes",
     "grid",
     "heatmap",

@@ -4,6 +4,11 @@ Pure timing and statistics (:func:`latency_stats`) are separate from the loop th
 session (:func:`bench_model`), so each is tested alone. Each input size is measured as a new
 shape first (its first run: memory planning on CPU, cuDNN's algorithm search or a TensorRT engine
 build on GPUs), then over repeated runs.
+
+Sizes are image sizes; each runs at the size ``run`` would feed the model (:class:`InputSize`).
+Without sizes, a file that records its trained size is measured at it, others at 224 and 320;
+listed sizes with the ``auto`` input size run as given (the model's input sizes), and a
+fixed-size file takes only its own size.
 """
 
 from __future__ import annotations
@@ -12,25 +17,33 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError
 from .explain import ClassSelection, ExplainConfig, Explainer
+from .metadata import ModelMetadata
 from .session import CamSession
+from .tta import InputSize
 
 __all__ = [
+    "DEFAULT_SIZES",
     "BenchConfig",
     "LatencyStats",
     "SizeResult",
     "bench_model",
+    "bench_sizes",
     "latency_stats",
     "parse_size",
     "warm_up",
     "warmup_shapes",
 ]
+
+
+#: Sizes measured for files that do not record their trained size.
+DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((224, 224), (320, 320))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +114,21 @@ class BenchConfig:
     ``explain=None``: one measured run is one model run on a batch of ``batch`` images (scores
     and maps at feature resolution). Else it is the full :class:`Explainer` call with that
     config (TTA passes, buckets, merged and normalized maps of the top class) on ``batch``
-    images.
+    images. ``sizes`` are image sizes, ``()``: the model's trained size if the file records it,
+    else 224 and 320; ``input_size`` maps them to the model's input (see :func:`bench_sizes`).
     """
 
-    sizes: tuple[tuple[int, int], ...] = ((224, 224), (320, 320))
+    sizes: tuple[tuple[int, int], ...] = ()
     batch: int = 1
     repeat: int = 20
     warmup: int = 2
     explain: ExplainConfig | None = None
     seed: int = 0
+    input_size: InputSize = field(default_factory=InputSize)
 
     def __post_init__(self) -> None:
-        if not self.sizes:
-            raise ConfigError("no sizes to measure: pass e.g. --sizes 224,320")
+        if not isinstance(self.input_size, InputSize):
+            raise ConfigError(f"input_size {self.input_size!r} must be an InputSize")
         sizes = tuple(tuple(int(v) for v in s) for s in self.sizes)
         if any(len(s) != 2 or min(s) < 1 for s in sizes):
             raise ConfigError(f"sizes {self.sizes!r} must be (height, width) pairs of pixels")
@@ -130,11 +145,18 @@ class BenchConfig:
 class SizeResult:
     """Figures for one input size: the first run on that shape, then the steady state."""
 
-    height: int
+    height: int  # the model's input at TTA scale 1
     width: int
     batch: int
     first_run: float  # seconds of the first run on this shape
     stats: LatencyStats  # per run, after warm-up
+    image: tuple[int, int] | None = None  # the images' (H, W) when resized to (height, width)
+
+    @property
+    def label(self) -> str:
+        """``HxW``, or ``HxW -> hxw`` when images were resized to the model's input."""
+        size = f"{self.height}x{self.width}"
+        return size if self.image is None else f"{self.image[0]}x{self.image[1]} -> {size}"
 
     @property
     def images_per_second(self) -> float:
@@ -150,6 +172,7 @@ class SizeResult:
             "height": self.height,
             "width": self.width,
             "batch": self.batch,
+            "image": None if self.image is None else list(self.image),
             "first_run_s": self.first_run,
             "first_run_extra_s": self.first_run_extra,
             "images_per_s": self.images_per_second,
@@ -182,26 +205,61 @@ def bench_model(
 ) -> list[SizeResult]:
     """Measure ``session`` at each size of ``config`` (random RGB inputs, fixed seed)."""
     rng = np.random.default_rng(config.seed)
+    where = str(session.path)
+    shape, plan = bench_sizes(config, session.metadata, where)
     explainer = None
     if config.explain is not None:
         top = ClassSelection("top-k", k=1)
-        explainer = Explainer(session, dataclasses.replace(config.explain, classes=top))
+        explain = dataclasses.replace(config.explain, classes=top, input_size=shape)
+        explainer = Explainer(session, explain)
+    else:
+        shape.check(session.metadata, None, 0, where)
     results = []
-    for height, width in config.sizes:
-        images = rng.integers(0, 256, (config.batch, height, width, 3), dtype=np.uint8)
+    for image, (height, width) in plan:
+        # A model run gets its input size directly; an explain call resizes the images.
+        h, w = image if explainer is not None else (height, width)
+        images = rng.integers(0, 256, (config.batch, h, w, 3), dtype=np.uint8)
         call = _runner(session, explainer, images)
         first = time_call(call, clock)
         for _ in range(config.warmup):
             call()
         samples = [time_call(call, clock) for _ in range(config.repeat)]
-        result = SizeResult(height, width, config.batch, first, latency_stats(samples))
+        resized = image if image != (height, width) else None
+        stats = latency_stats(samples)
+        result = SizeResult(height, width, config.batch, first, stats, resized)
         results.append(result)
         if progress is not None:
             progress(
-                f"{height}x{width} batch {config.batch}: p50 {result.stats.p50 * 1e3:.1f} ms, "
+                f"{result.label} batch {config.batch}: p50 {stats.p50 * 1e3:.1f} ms, "
                 f"first run {first * 1e3:.1f} ms"
             )
     return results
+
+
+def bench_sizes(
+    config: BenchConfig, metadata: ModelMetadata, where: str = "the model"
+) -> tuple[InputSize, list[tuple[tuple[int, int], tuple[int, int]]]]:
+    """The input size that runs and the (image size, model input size) pairs to measure.
+
+    Listed sizes with the ``auto`` input size are the model's input sizes (``image``); a
+    fixed-size file refuses any other than its own."""
+    shape = config.input_size
+    if config.sizes and shape.mode == "auto":
+        shape = InputSize("image")
+        fixed = metadata.input_size if metadata.fixed_size else None
+        if fixed is not None:
+            other = next((s for s in config.sizes if s != fixed), None)
+            if other is not None:
+                size = f"{fixed[0]}x{fixed[1]}"
+                raise ConfigError(
+                    f"{where} takes only {size} inputs (its head needs that size): --sizes "
+                    f"{other[0]}x{other[1]} cannot run; drop --sizes or pass --sizes {size}"
+                )
+            shape = InputSize("model")
+    sizes = config.sizes or (
+        (metadata.input_size,) if metadata.input_size is not None else DEFAULT_SIZES
+    )
+    return shape, [(s, shape.target(*s, metadata)) for s in sizes]
 
 
 def warmup_shapes(
@@ -209,11 +267,13 @@ def warmup_shapes(
     sizes: Sequence[tuple[int, int]] = (),
     min_side: int = 0,
     max_side: int = 0,
+    metadata: ModelMetadata | None = None,
 ) -> list[tuple[int, int, int]]:
     """Every distinct (batch, h, w) input :meth:`Explainer.explain` runs for images of
     ``sizes``, or of any size with sides in ``min_side..max_side`` (needs ``config.bucket``:
     without buckets each pixel size is a shape of its own). Batches of one image and of
-    ``batch_size`` images are covered; sorted by pixel count."""
+    ``batch_size`` images are covered; sorted by pixel count. ``metadata``: the model's, for
+    ``config.input_size`` (see :func:`batch_shapes`)."""
     from .explain import batch_shapes
     from .tta import input_size, plan_passes
 
@@ -240,7 +300,7 @@ def warmup_shapes(
     shapes: set[tuple[int, int, int]] = set()
     for h, w in images:
         for count in sorted({1, config.batch_size}):
-            shapes.update(batch_shapes(config, h, w, count))
+            shapes.update(batch_shapes(config, h, w, count, metadata))
     return sorted(shapes, key=lambda s: (s[0] * s[1] * s[2], s))
 
 

@@ -115,6 +115,29 @@ _PRECISION = typer.Option(
     "--precision",
     help="OpenVINO: bf16 (CPU), fp32, fp16 (GPU/NPU), or auto (bf16 on CPUs with AMX).",
 )
+_INPUT_SIZE = typer.Option(
+    "auto",
+    "--input-size",
+    help="Size images are resized to before the model (TTA scales are relative to it, maps "
+    "come back at the image's size): model (trained size), image (native), HxW, or N "
+    "(shorter side); auto: model if the file records its size, else image.",
+)
+
+
+def _open_model(model: Path, session_config: Any) -> Any:
+    """The CamSession of ``model``; one warning line on stderr if its class names repeat."""
+    from .classes import duplicate_names
+    from .session import CamSession
+
+    session = CamSession(model, session_config)
+    repeated = duplicate_names(session.class_names)
+    if repeated:
+        typer.echo(
+            f"cam-rt: warning: {model} repeats class names ({', '.join(repeated[:5])}): "
+            "select those classes by id",
+            err=True,
+        )
+    return session
 
 
 def _session_config(
@@ -187,6 +210,7 @@ def run_command(
     batch_flips: bool | None = _BATCH_FLIPS,
     precision: str = _PRECISION,
     cuda_graphs: bool = _CUDA_GRAPHS,
+    input_size: str = _INPUT_SIZE,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     bg_threshold: float = typer.Option(
         0.3, "--bg-threshold", help="Background score of the segmentation seeds."
@@ -225,8 +249,7 @@ def run_command(
     from .errors import ConfigError
     from .explain import ClassSelection, ExplainConfig, Explainer
     from .runner import RunConfig, Runner, discover_inputs, load_labels
-    from .session import CamSession
-    from .tta import TTAConfig
+    from .tta import InputSize, TTAConfig
 
     if engine not in ("local", "ray"):
         raise ConfigError(f"--engine '{engine}' is unknown: use local or ray")
@@ -238,6 +261,7 @@ def run_command(
         alpha=alpha,  # type: ignore[arg-type]
         batch_flips=batch_flips,
         bucket=bucket,
+        input_size=InputSize.parse(input_size),
     )
     run_config = RunConfig(
         save=tuple(_split(save)),
@@ -260,8 +284,7 @@ def run_command(
         precision=precision,
         cuda_graphs=cuda_graphs,
     )
-    session = CamSession(model, session_config)
-    explainer = Explainer(session, explain_config)
+    explainer = Explainer(_open_model(model, session_config), explain_config)
     for values in (label_map or {}).values():  # unknown classes: say so before any work
         explainer.resolve_labels(values)
     progress = _Progress(quiet)
@@ -430,6 +453,7 @@ def eval_command(
     batch_flips: bool | None = _BATCH_FLIPS,
     precision: str = _PRECISION,
     cuda_graphs: bool = _CUDA_GRAPHS,
+    input_size: str = _INPUT_SIZE,
     batch_size: int = typer.Option(8, "--batch-size", help="Model inputs per run."),
     json_file: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress."),
@@ -439,8 +463,7 @@ def eval_command(
     from .evaluate import evaluate, voc_items, write_report
     from .explain import ClassSelection, ExplainConfig, Explainer
     from .runner import load_labels
-    from .session import CamSession
-    from .tta import TTAConfig
+    from .tta import InputSize, TTAConfig
 
     if voc_root is not None:
         split_file = (
@@ -463,6 +486,7 @@ def eval_command(
         batch_size=batch_size,
         batch_flips=batch_flips,
         bucket=bucket,
+        input_size=InputSize.parse(input_size),
     )
     session_config = _session_config(
         device,
@@ -476,7 +500,7 @@ def eval_command(
         precision=precision,
         cuda_graphs=cuda_graphs,
     )
-    explainer = Explainer(CamSession(model, session_config), explain_config)
+    explainer = Explainer(_open_model(model, session_config), explain_config)
     label_map = None
     if labels is not None:
         label_map = {k: list(v) for k, v in load_labels(labels).items()}
@@ -512,7 +536,10 @@ def eval_command(
 def bench_command(
     model: Path = typer.Argument(..., help="An ONNX file written by 'cam-rt export'."),
     sizes: str = typer.Option(
-        "224,320", "--sizes", help="Input sizes: N (square) or HxW, comma separated."
+        "",
+        "--sizes",
+        help="Input sizes: N (square) or HxW, comma separated (default: the size the file "
+        "records, else 224,320).",
     ),
     batch: int = typer.Option(1, "--batch", help="Images per run."),
     repeat: int = typer.Option(20, "--repeat", help="Measured runs per size."),
@@ -535,6 +562,7 @@ def bench_command(
     precision: str = _PRECISION,
     cuda_graphs: bool = _CUDA_GRAPHS,
     threads: int = _THREADS,
+    input_size: str = _INPUT_SIZE,
     json_file: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
     """Latency of a model per input size: first run on each new shape, then p50/p90/p99."""
@@ -549,13 +577,19 @@ def bench_command(
     from .explain import ExplainConfig
     from .io import write_atomic
     from .session import CamSession
-    from .tta import TTAConfig
+    from .tta import InputSize, TTAConfig
 
     tta_config = TTAConfig(_parse_scales(scales), flip, tta_mode) if tta else None  # type: ignore[arg-type]
+    shape = InputSize.parse(input_size)
     explain_config = ExplainConfig(
-        tta=tta_config, batch_size=max(batch, 1), batch_flips=batch_flips, bucket=bucket
+        tta=tta_config,
+        batch_size=max(batch, 1),
+        batch_flips=batch_flips,
+        bucket=bucket,
+        input_size=shape,
     )
     config = BenchConfig(
+        input_size=shape,
         sizes=tuple(parse_size(s) for s in _split(sizes)),
         batch=batch,
         repeat=repeat,
@@ -593,7 +627,7 @@ def bench_command(
     for r in results:
         s = r.stats
         table.add_row(
-            f"{r.height}x{r.width}",
+            r.label,
             f"{r.first_run * 1e3:.1f}",
             f"{s.p50 * 1e3:.1f}",
             f"{s.p90 * 1e3:.1f}",
@@ -685,7 +719,7 @@ def warmup_command(
         explain_config = ExplainConfig(
             tta=tta_config, batch_size=batch_size, batch_flips=session.on_gpu, bucket=bucket
         )
-    shapes = warmup_shapes(explain_config, image_sizes, min_side, max_side)
+    shapes = warmup_shapes(explain_config, image_sizes, min_side, max_side, session.metadata)
     typer.echo(
         f"cam-rt warmup: {len(shapes)} input shapes on {', '.join(session.providers)} "
         f"(session opened in {opened:.1f} s)",

@@ -10,7 +10,10 @@ import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .metadata import ModelMetadata
 
 __all__ = ["Check", "environment_checks", "model_info"]
 
@@ -138,6 +141,8 @@ def model_info(path: Path) -> dict[str, Any]:
         "output_stride": meta.output_stride,
         "feature_layer": meta.feature_layer,
         "score_layer": meta.score_layer,
+        "input_size": _input_size(meta),
+        "method": meta.method,
         "fp16": meta.fp16,
         "precision": session.precision,
         "source": meta.source,
@@ -145,3 +150,11 @@ def model_info(path: Path) -> dict[str, Any]:
         "producer": dict(meta.producer),
         "providers_available": available_providers(),
     }
+
+
+def _input_size(meta: ModelMetadata) -> str:
+    """``224x224, fixed``, ``224x224 (trained), dynamic`` or ``any, dynamic``."""
+    if meta.input_size is None:
+        return "any, dynamic"
+    size = f"{meta.input_size[0]}x{meta.input_size[1]}"
+    return f"{size}, fixed" if meta.fixed_size else f"{size} (trained), dynamic"

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 from collections import defaultdict
@@ -17,11 +16,14 @@ from typing import Literal
 import numpy as np
 
 from .cam import gather_classes, probabilities
+from .classes import class_index, lookup_class
 from .errors import ConfigError, InputError
 from .images import AlphaPolicy, as_image_list, prepare_image
+from .metadata import ModelMetadata
 from .providers import ShapeProfile
 from .remote import SessionLike
 from .tta import (
+    InputSize,
     Pass,
     TTAConfig,
     combine_maps,
@@ -93,7 +95,9 @@ class ClassSelection:
 
 @dataclass(frozen=True, slots=True)
 class ExplainConfig:
-    """What to compute: TTA (``None`` = plain CAM), classes, batching, alpha handling."""
+    """What to compute: TTA (``None`` = plain CAM), classes, batching, alpha handling, and the
+    size images are resized to before the network (``input_size``, see :class:`InputSize`:
+    by default the model's trained size when the file records it, else the image's own)."""
 
     tta: TTAConfig | None = None
     classes: ClassSelection = field(default_factory=ClassSelection)
@@ -106,8 +110,14 @@ class ExplainConfig:
     #: Round every pass's input size to a multiple of this many pixels (0: off), so a dataset
     #: makes few distinct shapes (GPU search/engine caches); maps still come at image size.
     bucket: int = 0
+    input_size: InputSize = field(default_factory=InputSize)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.input_size, InputSize):
+            raise ConfigError(
+                f"input_size {self.input_size!r} must be an InputSize, e.g. "
+                "InputSize.parse('model')"
+            )
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool):
             raise ConfigError(f"batch_size {self.batch_size!r} must be an integer >= 1")
         if self.batch_size < 1:
@@ -167,13 +177,15 @@ class Explainer:
         self.passes: tuple[Pass, ...] = plan_passes(self.config.tta)
         flips = self.config.batch_flips
         self.batch_flips: bool = session.on_gpu if flips is None else flips
-        names = session.class_names
-        self._index = {name: i for i, name in enumerate(names)}
+        self._index = class_index(session.class_names)
+        where = str(getattr(session, "path", "the model"))
+        self.config.input_size.check(session.metadata, self.config.tta, self.config.bucket, where)
         if self.config.classes.mode == "fixed":
             self._fixed = self.resolve_labels(self.config.classes.labels)
 
     def resolve_labels(self, labels: Sequence[Label]) -> tuple[int, ...]:
-        """Class ids of ``labels`` (ids or names), deduplicated, in the given order."""
+        """Class ids of ``labels`` (ids or names), deduplicated, in the given order; a name that
+        several classes share is refused (ConfigError listing their ids): give the id."""
         names = self.session.class_names
         out: list[int] = []
         for label in labels:
@@ -185,15 +197,7 @@ class Explainer:
                         f"(0..{len(names) - 1})"
                     )
             else:
-                key = str(label)
-                if key not in self._index:
-                    close = difflib.get_close_matches(key, names, n=3)
-                    hint = f" (closest: {', '.join(close)})" if close else ""
-                    raise ConfigError(
-                        f"class '{key}' is not one of the model's classes{hint}: see "
-                        "'cam-rt info' for the names"
-                    )
-                cid = self._index[key]
+                cid = lookup_class(str(label), self._index)
             if cid not in out:
                 out.append(cid)
         return tuple(out)
@@ -240,12 +244,16 @@ class Explainer:
                     raise InputError(f"{len(labels)} label lists for {len(prepared)} images")
             chosen = [self.resolve_labels(lab) for lab in labels] if labels is not None else None
             stride = self.session.output_stride
-            for i, img in enumerate(prepared):
-                if stride and min(img.shape[:2]) < stride:
+            meta = self.session.metadata
+            targets = [cfg.input_size.target(img.shape[0], img.shape[1], meta) for img in prepared]
+            for i, (img, target) in enumerate(zip(prepared, targets, strict=True)):
+                if stride and min(target) < stride:
+                    what = f"is {img.shape[0]}x{img.shape[1]} pixels"
+                    if target != img.shape[:2]:
+                        what = f"would run at {target[0]}x{target[1]} (input size {cfg.input_size})"
                     raise InputError(
-                        f"image {i} is {img.shape[0]}x{img.shape[1]} pixels, smaller than the "
-                        f"model's output stride {stride}: use images of at least "
-                        f"{stride}x{stride}"
+                        f"image {i} {what}, smaller than the model's output stride {stride}: "
+                        f"use inputs of at least {stride}x{stride}"
                     )
         mode = cfg.tta.mode if cfg.tta is not None else None
         # Each distinct (scale, flip) pass runs once (keras-explainable's repeated unscaled
@@ -256,15 +264,18 @@ class Explainer:
             p: [None] * len(prepared) for p in unique
         }
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, img in enumerate(prepared):
-            groups[(img.shape[0], img.shape[1])].append(i)
+        for i, target in enumerate(targets):  # one target size: the same input shapes
+            groups[target].append(i)
         for members in groups.values():
             for twins in _run_groups(unique, self.batch_flips):
                 for chunk in _chunks(members, cfg.batch_size, len(twins)):
                     jobs = [(i, p) for i in chunk for p in twins]
                     with _stage(timings, "resize_input"):
                         batch = np.stack(
-                            [resize_input(prepared[i], p, mode, cfg.bucket) for i, p in jobs]
+                            [
+                                resize_input(prepared[i], p, mode, cfg.bucket, targets[i])
+                                for i, p in jobs
+                            ]
                         )
                     scores, maps = self.session.run(batch, timings)
                     for row, (i, p) in enumerate(jobs):
@@ -315,19 +326,31 @@ def _chunks(members: Sequence[int], batch_size: int, group: int) -> list[Sequenc
 
 
 def batch_shapes(
-    config: ExplainConfig, height: int, width: int, images: int = 1
+    config: ExplainConfig,
+    height: int,
+    width: int,
+    images: int = 1,
+    metadata: ModelMetadata | None = None,
 ) -> list[tuple[int, int, int]]:
     """The (batch, h, w) model inputs :meth:`Explainer.explain` runs for ``images`` images of
     ``height`` x ``width`` pixels, in order (what a GPU engine sees; used for warm-up and for
-    TensorRT profiles). ``batch_flips=None`` counts as batched, as on a GPU."""
+    TensorRT profiles). ``batch_flips=None`` counts as batched, as on a GPU. ``metadata``: the
+    model's, for ``config.input_size``; without it (a profile planned before the file is open)
+    ``auto`` and ``model`` stand for the image's size."""
     passes = list(dict.fromkeys(plan_passes(config.tta)))
     mode = config.tta.mode if config.tta is not None else None
+    base_h, base_w = _planned(config.input_size, metadata).target(height, width, metadata)
     shapes = []
     for group in _run_groups(passes, config.batch_flips is not False):
-        h, w = input_size(height, width, group[0].scale, mode, config.bucket)
+        h, w = input_size(base_h, base_w, group[0].scale, mode, config.bucket)
         for chunk in _chunks(range(images), config.batch_size, len(group)):
             shapes.append((len(chunk) * len(group), h, w))
     return shapes
+
+
+def _planned(size: InputSize, metadata: ModelMetadata | None) -> InputSize:
+    """``size``, or ``image`` for ``model`` when the model's size is not known yet."""
+    return InputSize("image") if metadata is None and size.mode == "model" else size
 
 
 def shape_profile(config: ExplainConfig, min_side: int, max_side: int) -> ShapeProfile:
@@ -344,5 +367,6 @@ def shape_profile(config: ExplainConfig, min_side: int, max_side: int) -> ShapeP
             for images in (1, config.batch_size):
                 shapes += batch_shapes(config, h, w, images)
     mode = config.tta.mode if config.tta is not None else None
-    side_h, side_w = input_size(max_side, max_side, 1.0, mode, config.bucket)
+    base = _planned(config.input_size, None).target(max_side, max_side, None)
+    side_h, side_w = input_size(*base, 1.0, mode, config.bucket)
     return ShapeProfile.covering(shapes, opt=(min(s[0] for s in shapes), side_h, side_w))

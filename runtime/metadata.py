@@ -14,6 +14,16 @@ Outputs of a cam-rt file (bound by name, never by position):
 
 The input ``images`` is (N, H, W, 3) float32 RGB in 0..255, dims named batch/height/width; the
 preprocessing recorded under ``cam_rt.preprocess`` is already inside the graph.
+
+Input size and method (keys absent in older files read as the defaults):
+
+- ``cam_rt.input_size``: ``"HxW"`` (e.g. ``"224x224"``), the size the Keras model was built or
+  trained at; absent when unknown. The runtime resizes images to it by default
+  (``--input-size model``) and maps come back at each image's own resolution.
+- ``cam_rt.fixed_size``: JSON bool, default ``false``; ``true`` when the graph accepts only
+  ``input_size`` (e.g. a Flatten head), which then must be present.
+- ``cam_rt.method``: ``"cam"`` (default: ``cams = features @ W``, a linear head) or
+  ``"grad-cam"`` (a non-linear head: Grad-CAM maps computed inside the graph).
 """
 
 from __future__ import annotations
@@ -27,12 +37,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ModelLoadError
+from .errors import ConfigError, ModelLoadError
 
 __all__ = [
     "ACTIVATIONS",
     "FORMAT_VERSION",
     "INPUT_NAME",
+    "METHODS",
     "OUTPUT_KINDS",
     "ModelMetadata",
     "Preprocessing",
@@ -44,9 +55,11 @@ INPUT_NAME = "images"
 SCORES_NAME = "scores"
 OUTPUT_KINDS = ("cam", "features")
 ACTIVATIONS = ("sigmoid", "softmax")
+METHODS = ("cam", "grad-cam")
 
 OutputKind = Literal["cam", "features"]
 Activation = Literal["sigmoid", "softmax"]
+Method = Literal["cam", "grad-cam"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,8 @@ class ModelMetadata:
 
     ``cam_weights`` is (K, L) float32 for ``output == "features"`` files and ``None`` otherwise.
     ``output_stride`` is the input/feature size ratio (8 for ResNet38-d, 32 for most ResNets).
+    ``input_size`` is the (height, width) the Keras model was built/trained at (None: unknown);
+    ``fixed_size`` says the file accepts only that size; ``method`` how ``cams`` is computed.
     """
 
     output: OutputKind
@@ -120,6 +135,30 @@ class ModelMetadata:
     #: The weights' side file (beside the model) of ``cam-rt export --external-data``; "" if
     #: the weights are inside the model file.
     external_data: str = ""
+    input_size: tuple[int, int] | None = None
+    fixed_size: bool = False
+    method: Method = "cam"
+
+    def __post_init__(self) -> None:
+        if self.input_size is not None:
+            size = tuple(self.input_size)
+            if len(size) != 2 or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+                for v in size
+            ):
+                raise ConfigError(
+                    f"input_size {self.input_size!r} must be (height, width) in pixels, "
+                    "e.g. (224, 224), or None"
+                )
+            object.__setattr__(self, "input_size", (int(size[0]), int(size[1])))
+        if not isinstance(self.fixed_size, bool):
+            raise ConfigError(f"fixed_size {self.fixed_size!r} must be True or False")
+        if self.fixed_size and self.input_size is None:
+            raise ConfigError(
+                "fixed_size is True but input_size is None: give the size the file accepts"
+            )
+        if self.method not in METHODS:
+            raise ConfigError(f"method {self.method!r} is unknown: use one of {METHODS}")
 
     @property
     def num_classes(self) -> int:
@@ -145,6 +184,10 @@ class ModelMetadata:
             props["cam_weights"] = _encode_array(self.cam_weights)
         if self.external_data:
             props["external_data"] = self.external_data
+        if self.input_size is not None:
+            props["input_size"] = f"{self.input_size[0]}x{self.input_size[1]}"
+        props["fixed_size"] = json.dumps(self.fixed_size)
+        props["method"] = self.method
         return {PREFIX + k: v for k, v in props.items()}
 
     @classmethod
@@ -169,6 +212,13 @@ class ModelMetadata:
                 raise ValueError(f"output {output!r} is not one of {OUTPUT_KINDS}")
             if activation not in ACTIVATIONS:
                 raise ValueError(f"activation {activation!r} is not one of {ACTIVATIONS}")
+            method = own.get("method", "cam")
+            if method not in METHODS:
+                raise ValueError(f"method {method!r} is not one of {METHODS}")
+            fixed = json.loads(own.get("fixed_size", "false"))
+            if not isinstance(fixed, bool):
+                raise ValueError(f"fixed_size {own['fixed_size']!r} is not true or false")
+            size = own.get("input_size")
             weights = own.get("cam_weights")
             return cls(
                 output=output,  # type: ignore[arg-type]
@@ -185,6 +235,9 @@ class ModelMetadata:
                 producer=json.loads(own.get("producer", "{}")),
                 format_version=version,
                 external_data=own.get("external_data", ""),
+                input_size=None if size is None else _parse_size(size),
+                fixed_size=fixed,
+                method=method,  # type: ignore[arg-type]
             )
         except ModelLoadError:
             raise
@@ -192,6 +245,14 @@ class ModelMetadata:
             raise ModelLoadError(
                 f"{where} has broken cam-rt metadata ({type(exc).__name__}: {exc}): export it again"
             ) from exc
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """``"224x320"`` -> (224, 320); ValueError otherwise."""
+    parts = text.split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"input_size {text!r} is not HxW with positive integers, e.g. 224x224")
+    return int(parts[0]), int(parts[1])
 
 
 def _encode_array(array: np.ndarray) -> str:

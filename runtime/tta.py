@@ -17,15 +17,22 @@ Pure arrays; the model run itself is not here. Three modes
 
 No TTA (``config is None``): keras-explainable's ``cam``: ``positive_normalize`` at feature
 resolution, then bilinear resize to (H, W).
+
+Input size (:class:`InputSize`, ``--input-size``): every pass resizes the original (H, W) image
+once, straight to ``input_size(target, scale)``, where the target is the model's trained size
+(``model``), the image's own (``image``), a given HxW, or a shorter side N; scales are relative to
+the target and the maps are still merged at (H, W).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import re
 import time
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 import cv2
@@ -33,9 +40,12 @@ import numpy as np
 
 from .errors import ConfigError
 from .filters import max_normalize, positive_normalize
+from .metadata import ModelMetadata
 
 __all__ = [
+    "INPUT_SIZE_MODES",
     "TTA_MODES",
+    "InputSize",
     "Pass",
     "TTAConfig",
     "bucket_size",
@@ -49,6 +59,8 @@ __all__ = [
 
 TTAMode = Literal["mean", "keras-explainable", "occse"]
 TTA_MODES: tuple[str, ...] = ("mean", "keras-explainable", "occse")
+InputSizeMode = Literal["auto", "model", "image", "size", "side"]
+INPUT_SIZE_MODES: tuple[str, ...] = ("auto", "model", "image", "size", "side")
 CV2_MAX_CHANNELS = 128  # OpenCV 5 resizes at most 128 channels at once (4.x: 512)
 
 
@@ -78,6 +90,127 @@ class TTAConfig:
         if self.mode not in TTA_MODES:
             modes = ", ".join(TTA_MODES)
             raise ConfigError(f"TTA mode '{self.mode}' is unknown: use one of {modes}")
+
+
+@dataclass(frozen=True, slots=True)
+class InputSize:
+    """The size each image is resized to before the network (``--input-size``).
+
+    - ``auto`` (default): ``model`` for files that record their trained size
+      (``ModelMetadata.input_size``), else ``image``;
+    - ``model``: the trained size, whatever the image's size;
+    - ``image``: the image's own resolution;
+    - ``size``: ``size`` (height, width), e.g. ``InputSize("size", size=(320, 480))``;
+    - ``side``: shorter side ``side`` px, aspect ratio kept:
+      ``(round(H * N / min(H, W)), round(W * N / min(H, W)))``, half to even.
+
+    TTA scales are relative to this target; the maps come back at the image's resolution.
+    Files with ``fixed_size`` take only ``model`` (or ``size`` equal to it) and scale 1.
+    """
+
+    mode: InputSizeMode = "auto"
+    size: tuple[int, int] | None = None
+    side: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in INPUT_SIZE_MODES:
+            raise ConfigError(
+                f"input_size mode '{self.mode}' is unknown: use one of "
+                f"{', '.join(INPUT_SIZE_MODES)}"
+            )
+        if self.mode == "size":
+            size = tuple(self.size) if isinstance(self.size, Iterable) else ()
+            if len(size) != 2 or not all(_positive_int(v) for v in size):
+                raise ConfigError(
+                    f"input_size size {self.size!r} must be (height, width) in pixels, "
+                    "e.g. (320, 480)"
+                )
+            object.__setattr__(self, "size", (int(size[0]), int(size[1])))
+        elif self.size is not None:
+            raise ConfigError(f"input_size size {self.size!r} is only for mode 'size'")
+        if self.mode == "side" and not _positive_int(self.side):
+            raise ConfigError(f"input_size side {self.side!r} must be an integer >= 1, e.g. 448")
+        if self.mode != "side" and self.side != 0:
+            raise ConfigError(f"input_size side {self.side!r} is only for mode 'side'")
+
+    @classmethod
+    def parse(cls, text: str) -> InputSize:
+        """``model``, ``image``, ``auto``, ``HxW`` (e.g. ``320x480``) or ``N`` (shorter side)."""
+        value = text.strip().lower()
+        if value in ("auto", "model", "image"):
+            return cls(value)  # type: ignore[arg-type]
+        size = re.fullmatch(r"(\d+)x(\d+)", value)
+        if size and min(int(size[1]), int(size[2])) >= 1:
+            return cls("size", size=(int(size[1]), int(size[2])))
+        if value.isdigit() and int(value) >= 1:
+            return cls("side", side=int(value))
+        raise ConfigError(
+            f"--input-size '{text}' is not model, image, HxW or N: e.g. model, 320x480 or 448"
+        )
+
+    def __str__(self) -> str:
+        if self.mode == "size" and self.size is not None:
+            return f"{self.size[0]}x{self.size[1]}"
+        return str(self.side) if self.mode == "side" else self.mode
+
+    def resolved(self, metadata: ModelMetadata | None) -> InputSizeMode:
+        """The mode that runs for this model: ``auto`` becomes ``model`` or ``image``."""
+        if self.mode != "auto":
+            return self.mode
+        known = metadata is not None and metadata.input_size is not None
+        return "model" if known else "image"
+
+    def target(self, height: int, width: int, metadata: ModelMetadata | None) -> tuple[int, int]:
+        """(h, w) an image of ``height`` x ``width`` is resized to (TTA scale 1)."""
+        mode = self.resolved(metadata)
+        if mode == "model":
+            if metadata is None or metadata.input_size is None:
+                raise ConfigError(
+                    "the model does not record the input size it was trained at: pass "
+                    "--input-size image, HxW or N"
+                )
+            return metadata.input_size
+        if mode == "size" and self.size is not None:
+            return self.size
+        if mode == "side":
+            short = min(height, width)
+            return (
+                max(1, round(Fraction(height * self.side, short))),
+                max(1, round(Fraction(width * self.side, short))),
+            )
+        return height, width
+
+    def check(
+        self,
+        metadata: ModelMetadata,
+        tta: TTAConfig | None,
+        bucket: int = 0,
+        where: str = "the model",
+    ) -> None:
+        """Refuse, before any image runs, what ``where`` cannot take: ``model`` without a
+        recorded size, and for fixed-size files another size, TTA scales or buckets."""
+        mode = self.resolved(metadata)
+        if mode == "model" and metadata.input_size is None:
+            raise ConfigError(
+                f"{where} does not record the input size it was trained at: pass "
+                "--input-size image, HxW or N"
+            )
+        if not metadata.fixed_size or metadata.input_size is None:
+            return
+        h, w = metadata.input_size
+        fixed = f"{where} takes only {h}x{w} inputs (its head needs that size)"
+        if mode in ("image", "side") or (mode == "size" and self.size != (h, w)):
+            raise ConfigError(
+                f"{fixed}: --input-size {self} would feed it other sizes; pass --input-size model"
+            )
+        if any(p.scale != 1.0 for p in plan_passes(tta)):
+            raise ConfigError(f"{fixed}: TTA scales need a dynamic-size export; pass --scales 1")
+        if bucket_size(h, w, bucket) != (h, w):
+            raise ConfigError(f"{fixed}: --bucket {bucket} would change it; pass --bucket 0")
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +260,23 @@ def input_size(
     return bucket_size(max(1, h), max(1, w), bucket)
 
 
-def resize_input(image: np.ndarray, p: Pass, mode: str | None, bucket: int = 0) -> np.ndarray:
+def resize_input(
+    image: np.ndarray,
+    p: Pass,
+    mode: str | None,
+    bucket: int = 0,
+    target: tuple[int, int] | None = None,
+) -> np.ndarray:
     """The model input of one pass: RGB uint8 (H, W, 3) -> float32 (h, w, 3) in 0..255.
 
-    With ``bucket`` the size is rounded to a multiple of it (the aspect ratio changes by less
-    than half a bucket per side); the maps are resized back to (H, W) when merged."""
+    ``target`` (default: the image's (H, W)) is the size scale 1 stands for (see
+    :class:`InputSize`); the image is resized once, straight to the pass size, area/bilinear
+    (or Pillow bicubic for ``occse``) judged against (H, W). With ``bucket`` the size is
+    rounded to a multiple of it (the aspect ratio changes by less than half a bucket per
+    side); the maps are resized back to (H, W) when merged."""
     height, width = image.shape[:2]
-    h, w = input_size(height, width, p.scale, mode, bucket)
+    base_h, base_w = target if target is not None else (height, width)
+    h, w = input_size(base_h, base_w, p.scale, mode, bucket)
     if mode == "occse":
         from PIL import Image
 

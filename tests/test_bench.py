@@ -13,11 +13,20 @@ import pytest
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from cam_rt.runtime import CamSession, ClassSelection, ExplainConfig, Explainer, TTAConfig
+from cam_rt.runtime import (
+    CamSession,
+    ClassSelection,
+    ExplainConfig,
+    Explainer,
+    InputSize,
+    TTAConfig,
+)
 from cam_rt.runtime.bench import (
+    DEFAULT_SIZES,
     BenchConfig,
     SizeResult,
     bench_model,
+    bench_sizes,
     latency_stats,
     parse_size,
     time_call,
@@ -25,7 +34,7 @@ from cam_rt.runtime.bench import (
 from cam_rt.runtime.cli import get_app
 from cam_rt.runtime.errors import ConfigError
 
-from .onnx_models import channel_model
+from .onnx_models import channel_metadata, channel_model
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -61,8 +70,9 @@ def test_parse_size() -> None:
 
 def test_bench_config_validation() -> None:
     assert BenchConfig(sizes=[[10, 20]]).sizes == ((10, 20),)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="no sizes"):
-        BenchConfig(sizes=())
+    assert BenchConfig().sizes == ()  # the model's trained size, else DEFAULT_SIZES
+    with pytest.raises(ConfigError, match="input_size 'model' must be an InputSize"):
+        BenchConfig(input_size="model")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="repeat 0"):
         BenchConfig(repeat=0)
     with pytest.raises(ConfigError, match="batch True"):
@@ -81,6 +91,8 @@ class _CountingSession:
 
     def __init__(self) -> None:
         self.shapes: list[tuple[int, ...]] = []
+        self.path = Path("counting.onnx")
+        self.metadata = channel_metadata()
 
     def run(self, batch: np.ndarray) -> None:
         self.shapes.append(batch.shape)
@@ -178,3 +190,43 @@ def test_model_gflop_counts_convolutions(tmp_path: Path) -> None:
     expected = 2 * 10 * 12 * 4 * 27 + 2 * 5 * 6 * 2 * 4
     assert model_gflop(path, 10, 12) == pytest.approx(expected / 1e9)
     assert model_gflop(path, 10, 12, batch=3) == pytest.approx(3 * expected / 1e9)
+
+
+def test_bench_sizes_follow_the_input_size(tmp_path: Path) -> None:
+    trained = channel_model(tmp_path / "t.onnx", input_size=(8, 8))
+    meta = CamSession(trained).metadata
+    # No sizes: the trained size; listed sizes with auto run as given (dynamic file).
+    assert bench_sizes(BenchConfig(), meta)[1] == [((8, 8), (8, 8))]
+    assert bench_sizes(BenchConfig(sizes=((16, 16),)), meta) == (
+        InputSize("image"),
+        [((16, 16), (16, 16))],
+    )
+    explicit = BenchConfig(sizes=((20, 30),), input_size=InputSize("model"))
+    assert bench_sizes(explicit, meta)[1] == [((20, 30), (8, 8))]
+    side = BenchConfig(sizes=((20, 30),), input_size=InputSize.parse("10"))
+    assert bench_sizes(side, meta)[1] == [((20, 30), (10, 15))]
+    plain = channel_metadata()
+    assert bench_sizes(BenchConfig(), plain)[1] == [(s, s) for s in DEFAULT_SIZES]
+    fixed = channel_metadata(input_size=(8, 8), fixed_size=True)
+    assert bench_sizes(BenchConfig(sizes=((8, 8),)), fixed)[0] == InputSize("model")
+    with pytest.raises(ConfigError, match=r"^f.onnx takes only 8x8 inputs .*: --sizes 16x16 "):
+        bench_sizes(BenchConfig(sizes=((8, 8), (16, 16))), fixed, "f.onnx")
+
+
+def test_cli_bench_at_the_model_size(tmp_path: Path) -> None:
+    model = channel_model(tmp_path / "m.onnx", input_size=(8, 8), fixed_size=True)
+    out = tmp_path / "bench.json"
+    base = ["bench", str(model), "--repeat", "2", "--json", str(out)]
+    result = CliRunner().invoke(get_app(), base)
+    assert result.exit_code == 0, result.output
+    assert [
+        (s["height"], s["width"], s["image"]) for s in json.loads(out.read_text())["sizes"]
+    ] == [(8, 8, None)]
+    resized = CliRunner().invoke(
+        get_app(), [*base, "--tta", "--scales", "1", "--input-size", "model", "--sizes", "20x30"]
+    )
+    assert resized.exit_code == 0, resized.output
+    assert "20x30 -> 8x8" in resized.stdout
+    assert json.loads(out.read_text())["sizes"][0]["image"] == [20, 30]
+    refused = CliRunner().invoke(get_app(), [*base, "--tta"])
+    assert refused.exit_code == 1 and "pass --scales 1" in refused.stderr

@@ -333,3 +333,73 @@ def test_info_and_doctor(model: Path) -> None:
     doctor = runner.invoke(get_app(), ["doctor"])
     assert doctor.exit_code == 0
     assert "onnxruntime" in doctor.stdout and "providers" in doctor.stdout
+
+
+def test_run_input_size(tmp_path: Path) -> None:
+    model = channel_model(tmp_path / "m.onnx", input_size=(4, 4))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, :4, 0] = 255  # red left half
+    image[:, 4:, 1] = 255
+    Image.fromarray(image).save(folder / "x.png")
+
+    def red_row(*args: str) -> list[float]:
+        out = tmp_path / "o" / "-".join(args)
+        base = ["run", str(model), str(folder), "-o", str(out), "--classes", "all"]
+        result = runner.invoke(get_app(), [*base, "--save", "maps", "-q", *args])
+        assert result.exit_code == 0, result.output
+        with np.load(out / "x.maps.npz") as data:
+            maps = data["maps"].astype(np.float32)
+        assert maps.shape == (8, 8, 2)  # at the image's resolution whatever ran
+        assert np.all(maps[0] == maps[-1])
+        return [float(v) for v in maps[0, :, 0]]
+
+    # 8x8 -> 4x4 (area keeps the step), normalized, bilinear back to 8x8.
+    at_model = [1, 1, 1, 0.75, 0.25, 0, 0, 0]
+    assert red_row() == red_row("--input-size", "model") == red_row("--input-size", "4x4")
+    assert red_row() == at_model
+    assert red_row("--input-size", "image") == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert red_row("--input-size", "4") == at_model  # shorter side 4
+    bad = runner.invoke(
+        get_app(),
+        ["run", str(model), str(folder), "-o", str(tmp_path / "b"), "--input-size", "big"],
+    )
+    assert bad.exit_code == 1
+    assert bad.stderr.strip() == (
+        "cam-rt: error: --input-size 'big' is not model, image, HxW or N: e.g. model, 320x480 "
+        "or 448"
+    )
+
+
+def test_run_fixed_size_file_refuses_scales(tmp_path: Path) -> None:
+    model = channel_model(tmp_path / "f.onnx", input_size=(8, 8), fixed_size=True)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "x.png")
+    base = ["run", str(model), str(folder), "-o", str(tmp_path / "o"), "-q"]
+    result = runner.invoke(get_app(), [*base, "--tta"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"cam-rt: error: {model} takes only 8x8 inputs (its head needs that size): TTA scales "
+        "need a dynamic-size export; pass --scales 1"
+    )
+    assert not (tmp_path / "o" / "results.jsonl").exists()  # refused before any image
+    ok = runner.invoke(get_app(), [*base, "--tta", "--scales", "1", "--save", "maps"])
+    assert ok.exit_code == 0, ok.output
+    with np.load(tmp_path / "o" / "x.maps.npz") as data:
+        assert data["maps"].shape[:2] == (20, 30)
+
+
+def test_info_shows_input_size_and_method(tmp_path: Path, model: Path) -> None:
+    fixed = channel_model(
+        tmp_path / "f.onnx", input_size=(8, 8), fixed_size=True, method="grad-cam"
+    )
+    trained = channel_model(tmp_path / "t.onnx", input_size=(224, 320))
+    lines = {
+        path: runner.invoke(get_app(), ["info", str(path)]).stdout.splitlines()
+        for path in (fixed, trained, model)
+    }
+    assert {"input_size         8x8, fixed", "method             grad-cam"} <= set(lines[fixed])
+    assert "input_size         224x320 (trained), dynamic" in lines[trained]
+    assert {"input_size         any, dynamic", "method             cam"} <= set(lines[model])

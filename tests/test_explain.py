@@ -15,10 +15,12 @@ from cam_rt.runtime import (
     ExplainConfig,
     Explainer,
     InputError,
+    InputSize,
+    TTAConfig,
     prepare_image,
 )
 
-from .onnx_models import channel_model
+from .onnx_models import Recorder, channel_model
 
 
 @pytest.fixture
@@ -163,3 +165,66 @@ def test_batch_array_and_timings(session: CamSession) -> None:
     assert len(results) == 3 and all(r.size == (8, 12) for r in results)
     assert {"prepare", "resize_input", "onnxruntime", "tta_resize", "normalize"} <= set(timings)
     assert all(v >= 0 for v in timings.values())
+
+
+def _step(height: int, width: int) -> np.ndarray:
+    """Red on the left half, green on the right half."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, : width // 2, 0] = 255
+    image[:, width // 2 :, 1] = 255
+    return image
+
+
+def test_model_input_size_maps_come_back_at_image_size(tmp_path: Path) -> None:
+    session = CamSession(channel_model(tmp_path / "m.onnx", input_size=(2, 4)))
+    recorder = Recorder(session)
+    all_classes = ClassSelection("all")
+    (r,) = Explainer(session, ExplainConfig(classes=all_classes)).explain(_step(4, 8))
+    # The default for a file that records its size: the 4x8 image runs at 2x4 (area: the step
+    # stays [1, 1, 0, 0]), and the normalized map is resized bilinear back to 4x8.
+    assert [b.shape for b in recorder.batches] == [(1, 2, 4, 3)]
+    assert r.maps.shape == (4, 8, 2)
+    np.testing.assert_allclose(r.maps[..., 0], np.tile([1, 1, 1, 0.75, 0.25, 0, 0, 0], (4, 1)))
+    image = ExplainConfig(classes=all_classes, input_size=InputSize("image"))
+    (native,) = Explainer(session, image).explain(_step(4, 8))
+    assert recorder.batches[-1].shape == (1, 4, 8, 3)
+    np.testing.assert_allclose(native.maps[..., 0], np.tile([1, 1, 1, 1, 0, 0, 0, 0], (4, 1)))
+
+
+def test_tta_scales_are_relative_to_the_trained_size(tmp_path: Path) -> None:
+    session = CamSession(channel_model(tmp_path / "m.onnx", input_size=(8, 8)))
+    recorder = Recorder(session)
+    config = ExplainConfig(TTAConfig((0.5, 1.0, 2.0), True), batch_flips=True)
+    images = [_step(20, 30), _step(16, 16)]
+    results = Explainer(session, config).explain(images)
+    # Both images run at the trained size, so they share every batch: 2 images x 2 twins.
+    assert [b.shape for b in recorder.batches] == [(4, 4, 4, 3), (4, 8, 8, 3), (4, 16, 16, 3)]
+    assert [r.maps.shape[:2] for r in results] == [(20, 30), (16, 16)]
+    ke = TTAConfig((0.5, 1.0), False, "keras-explainable")
+    trained = CamSession(channel_model(tmp_path / "k.onnx", input_size=(37, 53)))
+    recorder = Recorder(trained)
+    Explainer(trained, ExplainConfig(ke)).explain(_step(10, 10))
+    assert [b.shape[1:3] for b in recorder.batches] == [(37, 53), (18, 26)]  # truncation
+
+
+def test_fixed_size_file_refuses_up_front(tmp_path: Path) -> None:
+    path = channel_model(tmp_path / "f.onnx", input_size=(8, 8), fixed_size=True)
+    session = CamSession(path)
+    recorder = Recorder(session)
+    fixed = f"{path} takes only 8x8 inputs \\(its head needs that size\\)"
+    with pytest.raises(ConfigError, match=f"{fixed}: TTA scales need .*; pass --scales 1"):
+        Explainer(session, ExplainConfig(TTAConfig((0.5, 1.0))))
+    with pytest.raises(ConfigError, match=f"{fixed}: --input-size image would feed it"):
+        Explainer(session, ExplainConfig(input_size=InputSize("image")))
+    assert recorder.batches == []  # nothing ran
+    (r,) = Explainer(session, ExplainConfig(TTAConfig((1.0,), True))).explain(_step(20, 30))
+    assert [b.shape for b in recorder.batches] == [(1, 8, 8, 3), (1, 8, 8, 3)]
+    assert r.maps.shape[:2] == (20, 30)
+
+
+def test_input_size_config_errors(session: CamSession) -> None:
+    with pytest.raises(ConfigError, match="input_size 'model' must be an InputSize"):
+        ExplainConfig(input_size="model")  # type: ignore[arg-type]
+    explainer = Explainer(session, ExplainConfig(input_size=InputSize.parse("2x3")))
+    with pytest.raises(InputError, match="image 0 would run at 2x3 \\(input size 2x3\\), small"):
+        explainer.explain(_image(1, 2, 3))

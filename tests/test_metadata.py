@@ -80,5 +80,60 @@ def test_class_file_errors(tmp_path: object) -> None:
         resolve_class_names(str(empty))
     dupes = folder / "dupes.txt"
     dupes.write_text("cat\ndog\ncat\n")
-    with pytest.raises(InputError, match="repeats cat"):
-        resolve_class_names(str(dupes))
+    assert resolve_class_names(str(dupes)) == ("cat", "dog", "cat")  # kept as given
+
+
+def test_input_size_fixed_size_and_method_round_trip() -> None:
+    meta = _meta(input_size=(224, 320), fixed_size=True, method="grad-cam")
+    props = meta.to_props()
+    assert props["cam_rt.input_size"] == "224x320"
+    assert props["cam_rt.fixed_size"] == "true"
+    assert props["cam_rt.method"] == "grad-cam"
+    back = ModelMetadata.from_props(props)
+    assert (back.input_size, back.fixed_size, back.method) == ((224, 320), True, "grad-cam")
+    assert back == meta
+    dynamic = _meta(input_size=[96, 128]).to_props()  # a list is stored as a tuple
+    assert dynamic["cam_rt.input_size"] == "96x128" and dynamic["cam_rt.fixed_size"] == "false"
+    assert ModelMetadata.from_props(dynamic).input_size == (96, 128)
+
+
+def test_older_files_read_as_the_defaults() -> None:
+    props = _meta().to_props()
+    assert "cam_rt.input_size" not in props  # absent when None
+    for key in ("cam_rt.input_size", "cam_rt.fixed_size", "cam_rt.method"):
+        props.pop(key, None)
+    back = ModelMetadata.from_props(props)
+    assert (back.input_size, back.fixed_size, back.method) == (None, False, "cam")
+    assert back.format_version == FORMAT_VERSION == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("method", "gradcam", r"method 'gradcam' is not one of \('cam', 'grad-cam'\)"),
+        ("input_size", "224", "input_size '224' is not HxW"),
+        ("input_size", "0x224", "input_size '0x224' is not HxW"),
+        ("fixed_size", '"yes"', "fixed_size '\"yes\"' is not true or false"),
+        ("fixed_size", "true", "fixed_size is True but input_size is None"),
+    ],
+)
+def test_bad_input_size_fixed_size_and_method(key: str, value: str, message: str) -> None:
+    props = _meta().to_props()
+    props[f"cam_rt.{key}"] = value
+    with pytest.raises(ModelLoadError, match=f"m.onnx has broken cam-rt metadata.*{message}"):
+        ModelMetadata.from_props(props, where="m.onnx")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fixed_size": True}, "fixed_size is True but input_size is None"),
+        ({"input_size": (224,)}, r"input_size \(224,\) must be \(height, width\)"),
+        ({"input_size": (0, 5)}, r"input_size \(0, 5\) must be"),
+        ({"fixed_size": 1, "input_size": (4, 4)}, "fixed_size 1 must be True or False"),
+        ({"method": "lrp"}, "method 'lrp' is unknown"),
+    ],
+)
+def test_metadata_fields_are_validated(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _meta(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,9 +20,9 @@ from cam_rt.runtime import (
     TTAConfig,
     plan_passes,
 )
-from cam_rt.runtime.tta import input_size, resize_input
+from cam_rt.runtime.tta import InputSize, input_size, resize_input
 
-from .onnx_models import channel_model
+from .onnx_models import Recorder, channel_metadata, channel_model
 
 
 def test_plans() -> None:
@@ -119,21 +120,6 @@ def test_vanilla_normalises_before_resizing(tmp_path: Path, step_image: np.ndarr
     np.testing.assert_allclose(r.maps[..., 0], np.tile([1, 1, 0, 0], (4, 1)), atol=1e-6)
 
 
-class Recorder:
-    """Wraps CamSession.run and keeps every batch it was given."""
-
-    def __init__(self, session: CamSession) -> None:
-        self.batches: list[np.ndarray] = []
-        self._run = session.run
-        session.run = self  # type: ignore[method-assign]
-
-    def __call__(
-        self, batch: np.ndarray, timings: dict[str, float] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        self.batches.append(batch.copy())
-        return self._run(batch, timings)
-
-
 def test_flipped_twins_share_a_batch_and_sizes_are_grouped(tmp_path: Path) -> None:
     session = CamSession(channel_model(tmp_path / "m.onnx"))
     recorder = Recorder(session)
@@ -180,3 +166,112 @@ def test_occse_input_is_pillow_bicubic_then_flip() -> None:
     expected = np.asarray(Image.fromarray(image).resize((6, 4), Image.Resampling.BICUBIC))
     np.testing.assert_array_equal(got, expected[:, ::-1].astype(np.float32))
     assert resize_input(image, Pass(1.0, False), "occse").dtype == np.float32
+
+
+TRAINED = channel_metadata(input_size=(224, 224))
+FIXED = channel_metadata(input_size=(8, 8), fixed_size=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "image", "metadata", "target"),
+    [
+        ("model", (375, 500), TRAINED, (224, 224)),
+        ("auto", (375, 500), TRAINED, (224, 224)),  # the file records its size: model
+        ("auto", (375, 500), channel_metadata(), (375, 500)),  # it does not: image
+        ("auto", (375, 500), None, (375, 500)),
+        ("image", (375, 500), TRAINED, (375, 500)),
+        ("320x480", (375, 500), TRAINED, (320, 480)),
+        ("448", (375, 500), TRAINED, (448, 597)),  # 500 * 448 / 375 = 597.33
+        ("448", (500, 375), None, (597, 448)),
+        ("3", (4, 6), None, (3, 4)),  # 6 * 3 / 4 = 4.5: half to even
+        ("3", (4, 10), None, (3, 8)),  # 7.5 -> 8
+        ("448", (9, 9), None, (448, 448)),
+    ],
+)
+def test_input_size_targets(
+    text: str, image: tuple[int, int], metadata: Any, target: tuple[int, int]
+) -> None:
+    assert InputSize.parse(text).target(*image, metadata) == target
+
+
+def test_input_size_parse_and_fields() -> None:
+    assert InputSize() == InputSize.parse("auto") == InputSize.parse(" AUTO ")
+    assert InputSize.parse("320x480") == InputSize("size", size=(320, 480))
+    assert InputSize.parse("448") == InputSize("side", side=448)
+    assert [str(InputSize.parse(t)) for t in ("model", "image", "320x480", "448")] == [
+        "model",
+        "image",
+        "320x480",
+        "448",
+    ]
+    for bad in ("big", "0", "0x4", "3x", "-2", "1.5"):
+        with pytest.raises(ConfigError, match=f"--input-size '{bad}' is not model, image"):
+            InputSize.parse(bad)
+    with pytest.raises(ConfigError, match="input_size mode 'huge' is unknown"):
+        InputSize("huge")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"input_size size None must be \(height, width\)"):
+        InputSize("size")
+    with pytest.raises(ConfigError, match="input_size side 0 must be an integer >= 1"):
+        InputSize("side")
+    with pytest.raises(ConfigError, match="input_size side 3 is only for mode 'side'"):
+        InputSize("image", side=3)
+    with pytest.raises(ConfigError, match="does not record the input size"):
+        InputSize("model").target(10, 10, channel_metadata())
+
+
+def test_pass_sizes_are_relative_to_the_target_and_resized_once() -> None:
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    # keras-explainable truncates float32(s) * size of the target, not of the image.
+    ke = resize_input(image, Pass(0.5, False), "keras-explainable", target=(37, 53))
+    assert ke.shape == (18, 26, 3)
+    bilinear = cv2.resize(image.astype(np.float32), (26, 18), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(ke, bilinear)  # straight from the image: one resize
+    # mean: round half to even of the target (5x7 -> 2x4); area, as it shrinks the image.
+    mean = resize_input(image, Pass(0.5, True), "mean", target=(5, 7))
+    area = cv2.resize(image[:, ::-1].astype(np.float32), (4, 2), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(mean, area)
+    # Enlarging past the image (target 40x60 at scale 2 = 80x120) is bilinear.
+    big = resize_input(image, Pass(2.0, False), "mean", target=(40, 60))
+    up = cv2.resize(image.astype(np.float32), (120, 80), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(big, up)
+    # occse: Pillow bicubic from the original uint8 image to round(s * target), then flip.
+    occ = resize_input(image, Pass(1.5, True), "occse", target=(5, 7))
+    pil = np.asarray(Image.fromarray(image).resize((10, 8), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(occ, pil[:, ::-1].astype(np.float32))
+    # A target equal to the image is today's path; bucket rounding applies to the pass size.
+    np.testing.assert_array_equal(
+        resize_input(image, Pass(1.0, False), "mean", target=(60, 90)),
+        resize_input(image, Pass(1.0, False), "mean"),
+    )
+    assert resize_input(image, Pass(1.0, False), "mean", 16, target=(40, 40)).shape == (48, 48, 3)
+
+
+@pytest.mark.parametrize(
+    ("size", "tta", "bucket", "message"),
+    [
+        ("image", None, 0, "--input-size image would feed it other sizes; pass --input-size model"),
+        ("448", None, 0, "--input-size 448 would feed it other sizes"),
+        ("8x12", None, 0, "--input-size 8x12 would feed it other sizes"),
+        (
+            "auto",
+            TTAConfig((0.5, 1.0)),
+            0,
+            "TTA scales need a dynamic-size export; pass --scales 1",
+        ),
+        ("model", TTAConfig((2.0,), False, "occse"), 0, "TTA scales need a dynamic-size export"),
+        ("model", None, 5, "--bucket 5 would change it; pass --bucket 0"),
+    ],
+)
+def test_fixed_size_refusals(size: str, tta: TTAConfig | None, bucket: int, message: str) -> None:
+    expected = f"^f.onnx takes only 8x8 inputs \\(its head needs that size\\): {message}"
+    with pytest.raises(ConfigError, match=expected):
+        InputSize.parse(size).check(FIXED, tta, bucket, "f.onnx")
+
+
+def test_fixed_size_accepts_its_size_flips_and_scale_one() -> None:
+    for text in ("auto", "model", "8x8"):
+        InputSize.parse(text).check(FIXED, TTAConfig((1.0,), True), 8, "f.onnx")
+    InputSize().check(FIXED, TTAConfig((1.0,), True, "keras-explainable"), 0, "f.onnx")
+    with pytest.raises(ConfigError, match="^d.onnx does not record the input size it was"):
+        InputSize("model").check(channel_metadata(), None, 0, "d.onnx")
