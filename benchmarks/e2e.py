@@ -109,7 +109,8 @@ def _tf_side(spec: dict[str, Any]) -> Any:
     import ke_reference
 
     from cam_rt.export._deps import import_keras, import_tensorflow
-    from cam_rt.export.expose import resolve_head
+    from cam_rt.export.expose import expose
+    from cam_rt.export.keras_graph import replay
     from cam_rt.export.preprocess import preprocessing_for
     from cam_rt.export.sources import load_source
 
@@ -122,11 +123,11 @@ def _tf_side(spec: dict[str, Any]) -> Any:
         loaded = load_source(spec["keras"])
         pre = preprocessing_for("none")
     model = loaded.model
-    head = resolve_head(model, keras)
-    exposed = keras.Model(  # keras-explainable's expose: [scores, features]
-        model.inputs,
-        [model.get_layer(head.score_layer).output, model.get_layer(head.feature_layer).output],
-    )
+    graph = replay(model, keras, (None, None))
+    head = expose(graph)
+    # keras-explainable's expose: [scores, features]; W is the (linear) head's kernel.
+    exposed = keras.Model(graph.input, [head.check, head.features])
+    cam_weights, _ = head.head.collapsed()
     scale = tf.constant(pre.scale, tf.float32)
     mean = tf.constant(pre.mean, tf.float32)
     std = tf.constant(pre.std, tf.float32)
@@ -137,7 +138,7 @@ def _tf_side(spec: dict[str, Any]) -> Any:
         return (x * scale - mean) / std
 
     scales = TTA_SCALES if spec["tta"] else None
-    explain = ke_reference.compiled(exposed, head.cam_weights, preprocess, scales, True)
+    explain = ke_reference.compiled(exposed, cam_weights, preprocess, scales, True)
 
     def run(path: str) -> np.ndarray:
         image = tf.io.decode_png(tf.io.read_file(path), channels=3)

@@ -14,18 +14,19 @@ from typing import Any
 import numpy as np
 
 from cam_rt.runtime._version import __version__
-from cam_rt.runtime.classes import resolve_class_names
+from cam_rt.runtime.classes import duplicate_names, resolve_class_names
 from cam_rt.runtime.errors import ConfigError, ExportError
 from cam_rt.runtime.io import ordinary_permissions, publish
 from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
 
 from ._deps import import_keras, import_optional, import_tensorflow, import_tf_keras
-from .config import ExportConfig
-from .convert import convert_head
-from .expose import Head, resolve_head
+from .config import DEFAULT_CHECK_SIZES, ExportConfig
+from .convert import convert_body
+from .head import reference_cams, reference_scores
 from .preprocess import preprocessing_for
+from .rebuild import ExportPlan, plan_export
 from .sources import BUILTINS, load_source
-from .verify import Parity, check_parity
+from .verify import ABS_FLOOR, Parity, check_parity
 
 __all__ = ["ExportReport", "export_model"]
 
@@ -45,7 +46,9 @@ class ExportReport:
 
     @property
     def max_rel_error(self) -> float:
-        return max(p.rel_error for p in self.parity)
+        """The largest relative error of the rows whose max abs error is above the floor
+        (values within float32 noise of zero have a meaningless relative error)."""
+        return max((p.rel_error for p in self.parity if p.max_abs_error > ABS_FLOOR), default=0.0)
 
 
 def _check_output_path(path: Path) -> Path:
@@ -62,27 +65,69 @@ def _check_output_path(path: Path) -> Path:
 
 
 def _reference(
-    head: Head, pre: Preprocessing, output: str
+    plan: ExportPlan, pre: Preprocessing, output: str, original: Any, score_layer: str | None
 ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """Keras (unpatched layers) + NumPy: what the ONNX file must reproduce."""
+    """Keras (unpatched layers) + the head's NumPy reference: what the file must reproduce.
+
+    ``keras`` is the model's own output (the scores, or their sigmoid/softmax), from the user's
+    original model at the trained size and from the replayed one at other sizes.
+    """
+    spec = plan.exposed.head
 
     def run(images: np.ndarray) -> dict[str, np.ndarray]:
-        outs = head.exposed(pre.apply(images), training=False)
-        features = np.asarray(outs[0], np.float32)
-        score_src = np.asarray(outs[1], np.float32)
-        scores = score_src
-        if head.score_from == "dense":
-            scores = score_src @ head.cam_weights
-            if head.bias is not None:
-                scores = scores + head.bias
-        result = {"scores": scores}
+        x = pre.apply(images)
+        try:
+            outs = plan.checker(x, training=False)
+            features, check = (np.asarray(t, np.float32) for t in outs)
+            if plan.input_size == images.shape[1:3] and score_layer is None:
+                check = np.asarray(original(x, training=False), np.float32)
+        except Exception as exc:  # TensorFlow's errors: one line, and what to do
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ExportError(
+                f"Keras cannot run the model at {x.shape[1]}x{x.shape[2]} ({text}): pass "
+                "--check-sizes with sizes it accepts"
+            ) from exc
+        result = {"scores": reference_scores(spec, features), "keras": check}
         if output == "features":
             result["features"] = features
         else:
-            result["cams"] = features @ head.cam_weights
+            result["cams"] = reference_cams(spec, features)
         return result
 
     return run
+
+
+def _derive(
+    plan: ExportPlan, activation: str
+) -> dict[str, Callable[[dict[str, np.ndarray], np.ndarray], tuple[np.ndarray, np.ndarray, float]]]:
+    """The file's scores vs the model's own output (row ``keras``), on the logit scale.
+
+    Probabilities are turned back into logits where they are not saturated (sigmoid: 1e-3 <
+    p < 1 - 1e-3; softmax: p > 1e-3, centred per image, as softmax logits are defined up to a
+    constant), and the relative error divides by the range of all the scores: an error in
+    the scores is judged at the scale of the scores, as in the ``scores`` row.
+    """
+
+    def keras_side(
+        outputs: dict[str, np.ndarray], ref: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        scores = outputs["scores"].astype(np.float64)
+        span = float(scores.max() - scores.min()) if scores.size else 0.0
+        if not plan.exposed.check_is_probability:
+            return scores, ref, span
+        p = ref.astype(np.float64)
+        if activation == "sigmoid":
+            valid = (p > 1e-3) & (p < 1 - 1e-3)
+            q = np.where(valid, p, 0.5)
+            return scores[valid], (np.log(q) - np.log1p(-q))[valid], span
+        valid = p > 1e-3
+        logp = np.log(np.where(valid, p, 1.0))
+        count = np.maximum(valid.sum(axis=1, keepdims=True), 1)
+        got = scores - (scores * valid).sum(axis=1, keepdims=True) / count
+        want = logp - (logp * valid).sum(axis=1, keepdims=True) / count
+        return got[valid], want[valid], span
+
+    return {"keras": keras_side}
 
 
 def _producer(flavour: str) -> dict[str, str]:
@@ -127,28 +172,65 @@ def export_model(
     loaded = load_source(source, config.weights, len(class_names) if class_names else None)
     say(f"loaded {loaded.description} ({loaded.flavour})")
     keras_module = import_keras() if loaded.flavour == "keras" else import_tf_keras()
-    head = resolve_head(loaded.model, keras_module, config.feature_layer, config.score_layer)
+    plan = plan_export(
+        loaded.model,
+        keras_module,
+        config.feature_layer,
+        config.score_layer,
+        config.check_sizes,
+        DEFAULT_CHECK_SIZES,
+    )
+    exposed, spec = plan.exposed, plan.exposed.head
+    size_text = (
+        "any input size"
+        if plan.input_size is None
+        else (
+            f"trained at {plan.input_size[0]}x{plan.input_size[1]}, "
+            + (
+                f"exported at that size only ({plan.why_fixed})"
+                if plan.fixed
+                else "exported for any size"
+            )
+        )
+    )
     say(
-        f"features '{head.feature_layer}' ({head.cam_weights.shape[0]} channels), scores "
-        f"'{head.score_layer}', CAM weights from '{head.kernel_layer}' ({head.cam_from})"
+        f"features '{exposed.feature_layer}' ({spec.feature_shape[2]} channels), scores "
+        f"'{exposed.score_layer}', head {spec.reduce} + {len(spec.layers)} layers: "
+        f"{spec.method}; {size_text}"
     )
     if class_names is None:
-        class_names = tuple(f"class_{i}" for i in range(head.num_classes))
-    elif len(class_names) != head.num_classes:
+        class_names = tuple(f"class_{i}" for i in range(spec.num_classes))
+    elif len(class_names) != spec.num_classes:
         raise ConfigError(
             f"{len(class_names)} class names were given ({class_spec}) but the model has "
-            f"{head.num_classes} classes: pass --classes with {head.num_classes} names"
+            f"{spec.num_classes} classes: pass --classes with {spec.num_classes} names"
         )
-    activation = config.activation or head.activation
+    repeated = duplicate_names(class_names)
+    if repeated:
+        say(f"warning: class names repeat ({', '.join(repeated[:5])}): select those classes by id")
+    activation = config.activation or exposed.activation
     if activation is None:
         raise ConfigError(
             "cannot tell the score activation from the model (its outputs are linear): pass "
             "--activation sigmoid (multi-label) or softmax (single-label)"
         )
+    if config.output == "features" and spec.method != "cam":
+        raise ConfigError(
+            "--output features needs a linear head (GAP -> Dense); this head is non-linear and "
+            "its maps are Grad-CAM: use --output cam"
+        )
     pre = preprocessing_for(config.preprocess or builtin_defaults.get("preprocess", "none"))
 
     t0 = time.perf_counter()
-    proto = convert_head(head, loaded.flavour, pre, config.output, config.opset)
+    proto = convert_body(
+        plan.body,
+        spec,
+        loaded.flavour,
+        pre,
+        config.output,
+        config.opset,
+        plan.input_size if plan.fixed else None,
+    )
     nodes = len(proto.graph.node)
     say(f"converted and optimized in {time.perf_counter() - t0:.1f} s ({nodes} nodes)")
     if config.fp16:
@@ -157,25 +239,25 @@ def export_model(
         )
         proto = float16.convert_float_to_float16(proto, keep_io_types=True)
 
-    probe = np.zeros((1, 64, 96, 3), np.float32)
-    probe_h = int(np.asarray(head.exposed(probe, training=False)[0]).shape[1])
-    stride = max(1, round(64 / probe_h))
     metadata = ModelMetadata(
         output=config.output,
         class_names=tuple(class_names),
         activation=activation,
         preprocessing=pre,
-        output_stride=stride,
-        feature_layer=head.feature_layer,
-        score_layer=head.score_layer,
+        output_stride=plan.output_stride,
+        feature_layer=exposed.feature_layer,
+        score_layer=exposed.score_layer,
         source_sha256=loaded.sha256,
         source=loaded.description,
         fp16=config.fp16,
-        cam_weights=head.cam_weights if config.output == "features" else None,
+        cam_weights=spec.collapsed()[0] if config.output == "features" else None,
         producer=_producer(loaded.flavour),
         # A new name per export: the file a previous model at ``out`` uses stays intact until
         # the new model has replaced it.
         external_data=f"{out.name}.{secrets.token_hex(4)}.data" if config.external_data else "",
+        input_size=plan.input_size,
+        fixed_size=plan.fixed,
+        method=spec.method,
     )
     onnx.helper.set_model_props(proto, metadata.to_props())
     proto.producer_name = "cam-rt"
@@ -210,8 +292,10 @@ def export_model(
         except OSError as exc:
             raise ExportError(f"cannot write {out} ({exc}); nothing was written") from exc
         del proto
-        reference = _reference(head, pre, config.output)
-        rows = check_parity(tmp, reference, config.check_sizes, config.effective_tolerance)
+        reference = _reference(plan, pre, config.output, loaded.model, config.score_layer)
+        rows = check_parity(
+            tmp, reference, plan.check_sizes, config.effective_tolerance, _derive(plan, activation)
+        )
         for row in rows:
             say("check " + row.line())
         size = tmp.stat().st_size + (data.stat().st_size if data is not None else 0)

@@ -14,7 +14,7 @@ __all__ = ["DEFAULT_CHECK_SIZES", "ExportConfig"]
 
 #: Input sizes (height, width) the export is checked at: odd and even, non-square.
 DEFAULT_CHECK_SIZES: tuple[tuple[int, int], ...] = ((97, 131), (160, 224))
-FP32_TOLERANCE = 1e-4
+FP32_TOLERANCE = 1e-3  # float32 kernel differences reach 1e-4 on deep models
 FP16_TOLERANCE = 2e-2
 MIN_OPSET, MAX_OPSET = 13, 21
 
@@ -31,8 +31,11 @@ class ExportConfig:
       means the built-in architecture's own (``torch`` for resnet38d), else ``none``.
     - ``classes``: ``voc`` or a text file of names; ``None``: built-in default or class_<i>.
     - ``weights``: for built-in architectures, a weights ``.h5`` or ``none`` (random).
-    - ``check_sizes``: (height, width) pairs the ONNX file is compared with Keras at.
-    - ``tolerance``: largest relative error allowed (default 1e-4 fp32, 2e-2 fp16).
+    - ``check_sizes``: (height, width) pairs the ONNX file is compared with Keras at; ``None``:
+      97x131 and 160x224 for models of any size; for a model with a trained size, that size
+      (batch 1) and 0.75 x its height by 1.25 x its width (batch 2), or the trained size twice
+      when the file is fixed-size. Given sizes come after the trained size.
+    - ``tolerance``: largest relative error allowed (default 1e-3 fp32, 2e-2 fp16).
     - ``external_data``: the weights in a side file next to the model (``NAME.<id>.data``),
       which ONNX Runtime maps instead of parsing them out of the model: lower peak memory and
       faster loading for large models (ResNet38-d: 865 vs 1,313 MB, 0.8 vs 1.2 s).
@@ -47,7 +50,7 @@ class ExportConfig:
     weights: str | None = None
     opset: int = 17
     fp16: bool = False
-    check_sizes: tuple[tuple[int, int], ...] = DEFAULT_CHECK_SIZES
+    check_sizes: tuple[tuple[int, int], ...] | None = None
     tolerance: float | None = None
     external_data: bool = False
 
@@ -69,12 +72,14 @@ class ExportConfig:
         if not isinstance(self.opset, int) or isinstance(self.opset, bool):
             raise ConfigError(f"opset {self.opset!r} must be an integer")
         sizes = self.check_sizes
-        if len(sizes) < 2:
+        if sizes is None:
+            pass
+        elif len(sizes) < 2:
             raise ConfigError(
                 f"check_sizes {sizes} has fewer than 2 sizes: give two or more (height, width), "
                 "one of them odd, e.g. 97x131,160x224"
             )
-        for size in sizes:
+        for size in sizes or ():
             if (
                 not isinstance(size, (tuple, list))
                 or len(size) != 2

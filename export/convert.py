@@ -1,4 +1,4 @@
-"""Trace a Keras model's exposed head into ONNX, bind its weights and optimize the graph.
+"""Trace a Keras body (images -> feature maps) into ONNX, bind its weights, append the head.
 
 Keras 3 models are traced **stateless**: a ``tf.function`` takes the weights as inputs
 (``model.stateless_call``), so tf2onnx never sees the 400 MB of ResNet38-d constants (a frozen
@@ -11,7 +11,12 @@ traced with their variables frozen, which is fine for the small legacy models us
 Dilated convolutions: TensorFlow lowers a dilated ``same`` conv on dynamic H/W to SpaceToBatch /
 BatchToSpace chains. While tracing, each dilated Conv2D uses ``tf.nn.conv2d`` with explicit
 symmetric padding ``d * (k - 1) / 2`` instead (identical to ``same`` at stride 1), which
-converts to one plain dilated ONNX Conv.
+converts to one plain dilated ONNX Conv. Other layers that would not convert (grouped convs,
+exact Gelu) are patched while tracing by :mod:`cam_rt.export.patches`, and any op tf2onnx still
+leaves unconverted is an error naming its layer, never an invalid file.
+
+The head (scores and maps) is not traced: :mod:`cam_rt.export.onnx_head` writes it from the
+:class:`~cam_rt.export.head.HeadSpec` onto the traced feature maps.
 """
 
 from __future__ import annotations
@@ -28,9 +33,14 @@ from cam_rt.runtime.errors import ExportError
 from cam_rt.runtime.metadata import INPUT_NAME, SCORES_NAME, Preprocessing
 
 from ._deps import import_optional, import_tensorflow
-from .expose import Head
+from .head import HeadSpec
+from .onnx_head import append_head
+from .patches import check_graph, convertible_layers
 
-__all__ = ["FORBIDDEN_OPS", "convert_head"]
+__all__ = ["FEATURES", "FORBIDDEN_OPS", "convert_body"]
+
+#: The traced body's output: the feature maps A (N, h, w, K).
+FEATURES = "features"
 
 #: Op types an exported graph must not contain (dilated-conv lowering, shape arithmetic).
 FORBIDDEN_OPS = frozenset({"SpaceToDepth", "DepthToSpace", "BatchToSpace", "SpaceToBatch"})
@@ -97,44 +107,29 @@ def _preprocess(tf: Any, images: Any, pre: Preprocessing) -> Any:
     return x
 
 
-def _head_outputs(tf: Any, head: Head, outs: list[Any], output_kind: str) -> dict[str, Any]:
-    features, score_src = outs[0], outs[1]
-    w = tf.constant(head.cam_weights)
-    if head.score_from == "dense":
-        scores = tf.matmul(score_src, w)
-        if head.bias is not None:
-            scores = scores + tf.constant(head.bias)
-    else:
-        scores = score_src
-    result = {SCORES_NAME: tf.identity(scores, name=SCORES_NAME)}
-    if output_kind == "features":
-        result["features"] = tf.identity(features, name="features")
-    elif head.cam_from == "conv":
-        cams = outs[2] if head.bias is None else outs[2] - tf.constant(head.bias)
-        result["cams"] = tf.identity(cams, name="cams")
-    else:
-        # BatchMatMulV2 broadcasting: (N, h, w, K) @ (K, L) -> one ONNX MatMul, no reshapes.
-        result["cams"] = tf.identity(tf.matmul(features, w), name="cams")
-    return result
-
-
-def convert_head(
-    head: Head,
+def convert_body(
+    body: Any,
+    spec: HeadSpec,
     flavour: str,
     preprocessing: Preprocessing,
     output_kind: str,
     opset: int,
+    input_size: tuple[int, int] | None = None,
 ) -> Any:
-    """Trace, convert, bind weights and optimize; returns the ONNX ModelProto (fp32)."""
+    """Trace ``body`` (a Keras model: images -> [features]), convert, bind weights, append the
+    head (:func:`cam_rt.export.onnx_head.append_head`) and optimize; returns the ModelProto.
+
+    ``input_size`` (H, W) makes the input static (a fixed-size export); None keeps H, W dynamic.
+    """
     tf = import_tensorflow()
     tf2onnx = import_optional("tf2onnx", "tf2onnx", "converting to ONNX")
     onnx = import_optional("onnx", "onnx", "writing ONNX files")
-    exposed = head.exposed
-    image_spec = tf.TensorSpec((None, None, None, 3), tf.float32, name=INPUT_NAME)
+    height, width = input_size if input_size is not None else (None, None)
+    image_spec = tf.TensorSpec((None, height, width, 3), tf.float32, name=INPUT_NAME)
 
     if flavour == "keras":
-        trainable = list(exposed.trainable_variables)
-        non_trainable = list(exposed.non_trainable_variables)
+        trainable = list(body.trainable_variables)
+        non_trainable = list(body.non_trainable_variables)
         variables = trainable + non_trainable
         names = [f"cam_rt_w{i}" for i in range(len(variables))]
         pairs = list(zip(variables, names, strict=True))
@@ -143,10 +138,10 @@ def convert_head(
 
         def fn(images: Any, *weights: Any) -> dict[str, Any]:
             x = _preprocess(tf, images, preprocessing)
-            outs, _ = exposed.stateless_call(
+            outs, _ = body.stateless_call(
                 list(weights[:n_train]), list(weights[n_train:]), x, training=False
             )
-            return _head_outputs(tf, head, list(outs), output_kind)
+            return {FEATURES: tf.identity(_first(outs), name=FEATURES)}
 
     else:
         specs = [image_spec]
@@ -154,23 +149,28 @@ def convert_head(
 
         def fn(images: Any) -> dict[str, Any]:  # type: ignore[misc]
             x = _preprocess(tf, images, preprocessing)
-            outs = exposed(x, training=False)
-            return _head_outputs(tf, head, list(outs), output_kind)
+            return {FEATURES: tf.identity(_first(body(x, training=False)), name=FEATURES)}
 
     traced = tf.function(fn, input_signature=specs, autograph=False)
-    with explicit_dilated_convs(exposed):
+    with explicit_dilated_convs(body), convertible_layers(body):
         try:
             model_proto, _ = tf2onnx.convert.from_function(
                 traced, input_signature=specs, opset=opset
             )
+            captured = _captured_constants(tf, traced, specs)  # the same (cached) trace
+        except ExportError:
+            raise
         except Exception as exc:  # tf2onnx raises bare exceptions of many kinds
-            raise ExportError(f"tf2onnx could not convert the model: {exc}") from exc
+            raise ExportError(f"tf2onnx could not convert the model: {_first_line(exc)}") from exc
     del traced
 
-    # Bind the weights as initializers (stateless trace only).
-    if pairs:
-        graph_inputs = {i.name for i in model_proto.graph.input}
-        values = {n: np.asarray(v.numpy()) for v, n in pairs if n in graph_inputs}
+    # Bind the weights (stateless trace) and captured constant tensors (e.g. the mean and
+    # variance a Keras 3 Normalization layer keeps as plain tensors, which tf2onnx leaves as
+    # graph inputs) as initializers.
+    graph_inputs = {i.name for i in model_proto.graph.input}
+    values = {n: np.asarray(v.numpy()) for v, n in pairs if n in graph_inputs}
+    values.update((n, v) for n, v in captured.items() if n in graph_inputs)
+    if values:
         keep = [i for i in model_proto.graph.input if i.name not in values]
         del model_proto.graph.input[:]
         model_proto.graph.input.extend(keep)
@@ -178,6 +178,9 @@ def convert_head(
             model_proto.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
         values.clear()
 
+    check_graph(model_proto, body)  # ops tf2onnx left unconverted, named by layer
+    (features,) = [o.name for o in model_proto.graph.output]
+    append_head(model_proto, features, spec, output_kind, opset)
     _name_dims(model_proto, output_kind)
     model_proto = _ort_optimize(model_proto)
     _name_dims(model_proto, output_kind)
@@ -188,6 +191,29 @@ def convert_head(
             "not rewrite, e.g. a dilated DepthwiseConv2D): please report the model's layers"
         )
     return model_proto
+
+
+def _captured_constants(tf: Any, traced: Any, specs: list[Any]) -> dict[str, np.ndarray]:
+    """Values of the non-variable tensors the traced function captures, by placeholder name."""
+    concrete = traced.get_concrete_function(*specs)
+    captured = list(concrete.captured_inputs)
+    if not captured:
+        return {}
+    placeholders = list(concrete.inputs)[-len(captured) :]
+    return {
+        p.name: np.asarray(c.numpy())
+        for p, c in zip(placeholders, captured, strict=True)
+        if c.dtype != tf.dtypes.resource
+    }
+
+
+def _first(outs: Any) -> Any:
+    return outs[0] if isinstance(outs, (list, tuple)) else outs
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _name_dims(model_proto: Any, output_kind: str) -> None:

@@ -1,254 +1,342 @@
-"""Find what to expose in a Keras classifier: the feature maps, the class scores, the CAM weights.
+"""Find the head of a Keras classifier: the feature maps A, the score layer, the head's layers.
 
-keras-explainable semantics (``shared/reference/semantics.md`` section 1): the CAM weights W (K, L)
-are the kernel of the last layer that has one (a Dense (K, L) or a 1x1 Conv (1, 1, K, L)), without
-its bias, and ``cam[n, i, j, l] = sum_k A[n, i, j, k] * W[k, l]``.
+The search runs on the replayed, flat graph (:mod:`cam_rt.export.keras_graph`), so layers of
+nested models are found at any depth. From the score end (the model's output, or
+``--score-layer``) it walks back through head layers to the spatial reduction:
 
-Defaults when no layer is named:
+- the final sigmoid/softmax (an Activation or Softmax layer, or a Dense/Conv's own activation)
+  is left out and recorded as the activation: scores are pre-activation;
+- head layers: Dense, 1x1 Conv2D on the pooled map, BatchNormalization, LayerNormalization,
+  Dropout (and other inference no-ops), Flatten/Reshape between (N, 1, 1, C) and (N, C), and
+  the activations of :data:`cam_rt.export.head.ACTIVATIONS` (Activation, ReLU, LeakyReLU,
+  Softmax layers);
+- the reduction: GlobalAveragePooling2D, GlobalMaxPooling2D, an Average/MaxPooling2D whose
+  window covers the whole map, or a Flatten of the (h, w, K) maps;
+- the features are the reduction's input, except that 1x1 convs without activation right before
+  a global average pooling (ResNet38-d's classifier: conv -> GAP) commute with it and join the
+  head, so the features are that conv's input (keras-explainable's choice).
 
-- GAP -> Dense head: the features A are the input of the last global pooling layer; the scores
-  are the Dense pre-activation ``pool(A) @ W + b``.
-- 1x1 Conv -> GAP head (ResNet38-d): the features are the input of the 1x1 conv, the scores are
-  the pooling output and the CAM is the conv output itself (minus its bias, if any).
+``--feature-layer`` names the features instead; only linear layers (1x1 conv, BatchNorm,
+Dropout) may then sit between it and the reduction.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from cam_rt.runtime.errors import ExportError
 
-__all__ = ["Head", "find_layer", "resolve_head"]
+from .head import ACTIVATIONS, Act, Affine, HeadLayer, HeadSpec, Linear, Norm, activation_numpy
+from .keras_graph import FlatGraph, FlatOp
 
-_POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D")
+__all__ = ["Exposed", "expose"]
+
+_NO_OPS = frozenset(
+    {
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "GaussianDropout",
+        "GaussianNoise",
+        "AlphaDropout",
+        "ActivityRegularization",
+        "Identity",
+    }
+)
 _SCORE_ACTIVATIONS = ("sigmoid", "softmax")
+_NAME_ALIASES = {"silu": "swish", "relu6": "relu6", "hard_silu": "hard_swish"}
 
 
-@dataclass(frozen=True)
-class Head:
-    """How to compute scores and CAMs from a model.
+@dataclass(frozen=True, eq=False)
+class Exposed:
+    """What to export: the features tensor, the score tensor and the head between them.
 
-    ``exposed`` is a Keras model on the same layers with outputs
-    ``[features (N,h,w,K), score_source, cam_source?]``:
-    ``score_source`` is the scores themselves (``score_from == "output"``) or the input of a Dense
-    whose pre-activation is the score (``"dense"``: scores = source @ W + b); ``cam_source`` is
-    present when ``cam_from == "conv"`` (the 1x1 conv's output is the CAM, plus its bias).
+    ``check`` is the Keras tensor the parity check compares with: the scores themselves
+    (``check_is_probability`` False) or the model's post-activation output.
     """
 
-    exposed: Any
+    features: Any
+    check: Any
+    check_is_probability: bool
+    head: HeadSpec
     feature_layer: str
     score_layer: str
-    kernel_layer: str
-    cam_weights: np.ndarray  # (K, L) float32
-    bias: np.ndarray | None  # (L,) float32, bias of the kernel layer
-    score_from: Literal["output", "dense"]
-    cam_from: Literal["conv", "matmul"]
-    activation: str | None  # read from the model, None when it cannot be told
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.cam_weights.shape[1])
+    activation: str | None
 
 
-def _class_name(layer: Any) -> str:
-    return type(layer).__name__
+def _shape(tensor: Any) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in tuple(tensor.shape))
 
 
-def _activation_name(layer: Any) -> str | None:
-    if _class_name(layer) == "Softmax":
-        return "softmax"
-    act = getattr(layer, "activation", None)
-    return getattr(act, "__name__", None) if act is not None else None
+def _weights(layer: Any) -> list[np.ndarray]:
+    return [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
 
 
-def find_layer(model: Any, name: str, what: str) -> Any:
-    """The top-level layer called ``name`` (``/`` and ``_`` spellings both accepted)."""
-    names = [layer.name for layer in model.layers]
-    for candidate in (name, name.replace("/", "_")):
-        if candidate in names:
-            return model.layers[names.index(candidate)]
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
-    hint = f"closest: {', '.join(close)}" if close else f"layers: {', '.join(names[-8:])}"
-    raise ExportError(f"{what} '{name}' is not a layer of model '{model.name}' ({hint})")
+def _activation_of(op: FlatOp) -> tuple[str, float] | None:
+    """The activation an op applies as (name, alpha); None: it applies none (linear)."""
+    layer, kind = op.layer, op.kind
+    if kind == "Softmax":
+        return "softmax", 0.0
+    if kind == "ReLU":
+        slope = float(getattr(layer, "negative_slope", 0.0) or 0.0)
+        maximum = getattr(layer, "max_value", None)
+        threshold = float(getattr(layer, "threshold", 0.0) or 0.0)
+        if threshold != 0.0 or (slope and maximum is not None):
+            raise _unsupported(op, "a ReLU with a threshold or a capped leaky ReLU")
+        if maximum is not None:
+            if float(maximum) != 6.0:
+                raise _unsupported(op, f"a ReLU capped at {float(maximum):g} (6 is supported)")
+            return "relu6", 0.0
+        return ("leaky_relu", slope) if slope else ("relu", 0.0)
+    if kind == "LeakyReLU":
+        slope = getattr(layer, "negative_slope", None)
+        return "leaky_relu", float(slope if slope is not None else layer.alpha)
+    fn = getattr(layer, "activation", None)
+    if fn is None:
+        return None
+    name = getattr(fn, "__name__", type(fn).__name__)
+    if name == "linear":
+        return None
+    return _NAME_ALIASES.get(name, name), 0.0
 
 
-def _single(tensor_or_list: Any, layer: Any, what: str) -> Any:
-    if isinstance(tensor_or_list, (list, tuple)):
-        if len(tensor_or_list) != 1:
-            raise ExportError(
-                f"{what} '{layer.name}' has {len(tensor_or_list)} tensors; expected one"
-            )
-        return tensor_or_list[0]
-    return tensor_or_list
+def _check_activation(op: FlatOp, name: str, alpha: float) -> str:
+    """Confirm on sample values that the Keras function is cam-rt's definition of ``name``."""
+    fn = getattr(op.layer, "activation", None)
+    candidates = ("gelu", "gelu_tanh") if name == "gelu" else (name,)
+    if name not in ACTIVATIONS:
+        raise _unsupported(op, f"the activation '{name}'")
+    if fn is None or op.kind in ("ReLU", "LeakyReLU", "Softmax"):
+        return name
+    z = np.linspace(-8, 8, 161, dtype=np.float32).reshape(1, -1)
+    got = np.asarray(fn(z), dtype=np.float64)
+    for candidate in candidates:
+        if np.allclose(got, activation_numpy(candidate, z.astype(np.float64), alpha), atol=1e-5):
+            return candidate
+    raise _unsupported(op, f"the activation '{name}' (it differs from the standard definition)")
 
 
-def _rank(tensor: Any) -> int:
-    return len(tuple(tensor.shape))
+def _unsupported(op: FlatOp, what: str) -> ExportError:
+    return ExportError(
+        f"head layer '{op.path}' ({op.kind}) applies {what}, which cam-rt cannot differentiate "
+        "in the graph: supported head layers are Dense, 1x1 Conv2D, BatchNormalization, "
+        "LayerNormalization, Dropout, Flatten/Reshape, global pooling and the activations "
+        f"{', '.join(ACTIVATIONS)}; or name the scores with --score-layer"
+    )
 
 
-def _kernel_layers(model: Any) -> list[Any]:
-    return [layer for layer in model.layers if getattr(layer, "kernel", None) is not None]
-
-
-def _check_input(model: Any) -> None:
-    inputs = model.inputs
-    if inputs is None or len(inputs) == 0:
+def _single_input(op: FlatOp) -> Any:
+    tensors = [t for t in op.inputs if hasattr(t, "shape")]
+    if len(tensors) != 1:
         raise ExportError(
-            f"model '{model.name}' has no defined input (an unbuilt Sequential?): build it with "
-            "an Input layer, e.g. keras.Input((None, None, 3))"
+            f"head layer '{op.path}' ({op.kind}) takes {len(tensors)} tensors; the layers between "
+            "the global pooling and the scores must form a chain: name the scores with "
+            "--score-layer or the maps with --feature-layer"
         )
-    if len(inputs) != 1:
-        raise ExportError(
-            f"model '{model.name}' has {len(inputs)} inputs; cam-rt exports single-input image "
-            "classifiers: expose a one-input sub-model"
-        )
-    shape = tuple(inputs[0].shape)
-    if len(shape) != 4:
-        raise ExportError(
-            f"model input has shape {shape}; expected an image batch (batch, height, width, 3)"
-        )
-    if shape[-1] != 3:
-        raise ExportError(
-            f"model input has {shape[-1]} channels (shape {shape}); expected 3 (RGB, channels "
-            "last): cam-rt feeds RGB images"
-        )
+    return tensors[0]
 
 
-def resolve_head(
-    model: Any,
-    keras_module: ModuleType,
+def _reduction(op: FlatOp) -> str | None:
+    """gap, gmp or flatten when ``op`` reduces (N, h, w, K) maps to a vector, else None."""
+    kind = op.kind
+    if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        if getattr(op.layer, "data_format", "channels_last") != "channels_last":
+            raise ExportError(f"pooling '{op.path}' is channels_first; cam-rt needs NHWC maps")
+        return "gap" if kind == "GlobalAveragePooling2D" else "gmp"
+    shape_in = _shape(op.inputs[0]) if op.inputs else ()
+    if len(shape_in) != 4:
+        return None
+    if kind in ("AveragePooling2D", "MaxPooling2D"):
+        window = tuple(op.layer.pool_size)
+        if shape_in[1:3] == window and op.layer.padding == "valid":
+            return "gap" if kind == "AveragePooling2D" else "gmp"
+        return None
+    if kind in ("Flatten", "Reshape") and shape_in[1:3] != (1, 1):
+        if kind == "Reshape" and len(tuple(op.layer.target_shape)) != 1:
+            return None
+        return "flatten"
+    return None
+
+
+def _layer_of(op: FlatOp) -> list[HeadLayer]:
+    """The head layers of one op (after the reduction), or raise naming it."""
+    kind, layer = op.kind, op.layer
+    out: list[HeadLayer] = []
+    if kind in _NO_OPS:
+        return out
+    shape_in = _shape(_single_input(op))
+    if kind in ("Flatten", "Reshape"):
+        shape_out = _shape(op.outputs[0])
+        if all(d == 1 for d in shape_in[1:-1]) and all(d == 1 for d in shape_out[1:-1]):
+            return out  # (N, 1, 1, C) <-> (N, C)
+        raise _unsupported(op, f"a reshape {shape_in} -> {shape_out}")
+    if kind == "Dense" or kind == "Conv2D":
+        weights = _weights(layer)
+        kernel = weights[0]
+        if kernel.ndim == 4:
+            if kernel.shape[:2] != (1, 1) or tuple(layer.strides) != (1, 1):
+                raise _unsupported(op, f"a {kernel.shape[0]}x{kernel.shape[1]} convolution")
+            if getattr(layer, "groups", 1) != 1:
+                raise _unsupported(op, "a grouped convolution")
+            kernel = kernel[0, 0]
+        bias = weights[1] if getattr(layer, "use_bias", False) and len(weights) > 1 else None
+        out.append(Linear(kernel, bias, op.path))
+    elif kind == "BatchNormalization":
+        axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)[-1]
+        if axis not in (-1, len(shape_in) - 1):
+            raise _unsupported(op, f"a BatchNormalization over axis {layer.axis}")
+        gamma = np.asarray(layer.gamma, np.float32) if layer.scale else 1.0
+        beta = np.asarray(layer.beta, np.float32) if layer.center else 0.0
+        mean = np.asarray(layer.moving_mean, np.float32)
+        var = np.asarray(layer.moving_variance, np.float32)
+        scale = np.broadcast_to(gamma / np.sqrt(var + layer.epsilon), mean.shape)
+        out.append(Affine(scale.astype(np.float32), (beta - mean * scale).astype(np.float32)))
+    elif kind == "LayerNormalization":
+        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        if list(axes) not in ([-1], [len(shape_in) - 1]) or getattr(layer, "rms_scaling", False):
+            raise _unsupported(op, f"a LayerNormalization over axes {list(axes)}")
+        dim = int(shape_in[-1] or 0)
+        gamma = np.asarray(layer.gamma, np.float32) if layer.scale else np.ones(dim, np.float32)
+        beta = np.asarray(layer.beta, np.float32) if layer.center else np.zeros(dim, np.float32)
+        out.append(Norm(gamma, beta, float(layer.epsilon), op.path))
+    elif kind not in ("Activation", "ReLU", "LeakyReLU", "Softmax"):
+        raise _unsupported(op, "an operation")
+    act = _activation_of(op)
+    if act is not None:
+        name = _check_activation(op, *act)
+        out.append(Act(name, act[1], op.path))
+    return out
+
+
+def expose(
+    graph: FlatGraph,
     feature_layer: str | None = None,
     score_layer: str | None = None,
-) -> Head:
-    """Work out features, scores and CAM weights of ``model`` (see the module docstring)."""
-    _check_input(model)
-    kernels = _kernel_layers(model)
-    if not kernels:
-        raise ExportError(f"model '{model.name}' has no layer with a kernel (Dense or Conv)")
-    kernel_layer = kernels[-1]
-    kernel = np.asarray(kernel_layer.get_weights()[0], dtype=np.float32)
-    kind = _class_name(kernel_layer)
-    if kernel.ndim == 4:
-        if kernel.shape[:2] != (1, 1):
+) -> Exposed:
+    """Find features, scores and the head in ``graph`` (see the module docstring)."""
+    top = graph.output if score_layer is None else graph.find(score_layer, "score layer").outputs[0]
+    activation: str | None = None
+    check_is_probability = strip_fused = False
+    chain: list[FlatOp] = []  # from the scores down to the reduction
+    tensor = top
+    while True:
+        op = graph.producer(tensor)
+        if op is None:
             raise ExportError(
-                f"the last layer with a kernel, '{kernel_layer.name}' ({kind}), has a "
-                f"{kernel.shape[0]}x{kernel.shape[1]} kernel; CAM weights need a Dense or a "
-                "1x1 Conv classifier"
+                "found no global pooling (or Flatten) between the input and the scores, so the "
+                "feature maps cannot be found: pass --feature-layer NAME (the layer whose output "
+                "are the (h, w, K) maps) and --score-layer NAME"
             )
-        weights = kernel[0, 0]
-    elif kernel.ndim == 2:
-        weights = kernel
-    else:
-        raise ExportError(
-            f"layer '{kernel_layer.name}' ({kind}) has a kernel of shape {kernel.shape}; "
-            "expected a Dense (K, L) or a 1x1 Conv (1, 1, K, L)"
-        )
-    bias = None
-    if getattr(kernel_layer, "use_bias", False) and getattr(kernel_layer, "bias", None) is not None:
-        bias = np.asarray(kernel_layer.get_weights()[1], dtype=np.float32)
+        reduce = _reduction(op)
+        if reduce is not None:
+            reduce_op = op
+            break
+        act = _activation_of(op) if not chain and activation is None else None
+        if act is not None and act[0] in _SCORE_ACTIVATIONS:
+            if score_layer is not None:
+                raise ExportError(
+                    f"score layer '{op.path}' applies {act[0]}; cam-rt needs the scores before "
+                    "the activation: name the layer before it (e.g. the pooling layer)"
+                )
+            activation, check_is_probability = act[0], True
+            if op.kind not in ("Activation", "Softmax"):
+                chain.append(op)  # a Dense/Conv with its own sigmoid/softmax
+                strip_fused = True
+        else:
+            chain.append(op)
+        tensor = _single_input(op)
 
-    layers = list(model.layers)
-    pools = [layer for layer in layers if _class_name(layer) in _POOLING]
-    kernel_index = layers.index(kernel_layer)
-    conv_head = kernel.ndim == 4 and any(layers.index(p) > kernel_index for p in pools)
-    linear_kernel = _activation_name(kernel_layer) in (None, "linear")
+    layers: list[HeadLayer] = []
+    for op in reversed(chain):
+        parts = _layer_of(op)
+        if strip_fused and op is chain[0]:
+            parts = parts[:-1]  # the fused final activation is the recorded activation
+        layers.extend(parts)
 
-    # Features.
-    if feature_layer is not None:
-        flayer = find_layer(model, feature_layer, "feature layer")
-        features = _single(flayer.output, flayer, "feature layer")
-        feature_name = flayer.name
-    elif conv_head:
-        features = _single(kernel_layer.input, kernel_layer, "classifier")
-        feature_name = _inbound_name(kernel_layer)
-    elif pools:
-        pool = pools[-1]
-        features = _single(pool.input, pool, "pooling layer")
-        feature_name = _inbound_name(pool)
-    else:
-        raise ExportError(
-            f"model '{model.name}' has no global pooling layer, so the feature maps cannot be "
-            "found: pass --feature-layer NAME (the layer whose output are the (h, w, K) maps)"
+    features = _single_input(reduce_op)
+    pre: list[HeadLayer] = []
+    target = None if feature_layer is None else graph.find(feature_layer, "feature layer")
+    while True:
+        op = graph.producer(features)
+        if op is None or op is target:
+            break
+        absorbable = reduce == "gap" and (
+            op.kind in _NO_OPS
+            or (
+                op.kind == "Conv2D"
+                and _is_1x1(op)
+                and _activation_of(op) is None
+                and tuple(op.layer.strides) == (1, 1)
+                and getattr(op.layer, "groups", 1) == 1
+            )
         )
-    if _rank(features) != 4:
+        if not absorbable:
+            if target is None:
+                break
+            raise ExportError(
+                f"layer '{op.path}' ({op.kind}) sits between the feature layer "
+                f"'{target.path}' and the pooling '{reduce_op.path}'; only 1x1 convs without "
+                "activation and dropout may (the head after the pooling can be anything "
+                "supported): name a layer closer to the pooling, or leave --feature-layer out"
+            )
+        pre[:0] = _layer_of(op)
+        features = _single_input(op)
+    if target is not None and graph.producer(features) is not target:
         raise ExportError(
-            f"feature layer '{feature_name}' outputs shape {tuple(features.shape)}; expected "
-            "(batch, h, w, K) maps: name a convolutional layer"
+            f"feature layer '{target.path}' does not feed the pooling '{reduce_op.path}': name "
+            "a layer on the path to the classifier"
         )
-    if features.shape[-1] != weights.shape[0]:
+    shape = _shape(features)
+    if len(shape) != 4 or shape[-1] is None:
         raise ExportError(
-            f"feature layer '{feature_name}' has {features.shape[-1]} channels but the CAM "
-            f"weights (kernel of '{kernel_layer.name}') expect {weights.shape[0]}: name the "
-            "layer that feeds the classifier"
+            f"the features (input of '{reduce_op.path}') have shape {shape}; expected (batch, "
+            "h, w, K) maps: name a convolutional layer with --feature-layer"
         )
-
-    # Scores.
-    score_from: Literal["output", "dense"]
-    if score_layer is not None:
-        slayer = find_layer(model, score_layer, "score layer")
-    elif conv_head:
-        slayer = next(p for p in pools if layers.index(p) > kernel_index)
-    else:
-        slayer = kernel_layer
-    if slayer is kernel_layer and kernel.ndim == 2:
-        score_src = _single(slayer.input, slayer, "score layer")
-        score_from = "dense"
-    elif _activation_name(slayer) in _SCORE_ACTIVATIONS or _class_name(slayer) == "Softmax":
-        raise ExportError(
-            f"score layer '{slayer.name}' applies {_activation_name(slayer)}; cam-rt needs the "
-            "scores before the activation: name the layer before it (e.g. the pooling layer)"
-        )
-    else:
-        score_src = _single(slayer.output, slayer, "score layer")
-        score_from = "output"
-    score_shape = tuple(score_src.shape)
-    if score_from == "output" and (len(score_shape) != 2 or score_shape[-1] != weights.shape[1]):
-        raise ExportError(
-            f"score layer '{slayer.name}' outputs shape {score_shape}; expected (batch, "
-            f"{weights.shape[1]}) pooled class scores: name the pooling layer of the classifier"
-        )
-
-    # CAM: reuse the 1x1 conv classifier when it reads the features directly.
-    outputs = [features, score_src]
-    cam_from: Literal["conv", "matmul"] = "matmul"
-    if kernel.ndim == 4 and linear_kernel and kernel_layer.input is features:
-        outputs.append(_single(kernel_layer.output, kernel_layer, "classifier"))
-        cam_from = "conv"
-
-    activation = _read_activation(model, kernel_layer)
-    # A single input tensor (not a one-element list), so calling with one array is warning-free.
-    exposed = keras_module.Model(model.inputs[0], outputs, name=f"{model.name}_exposed")
-    return Head(
-        exposed=exposed,
-        feature_layer=feature_name,
-        score_layer=slayer.name,
-        kernel_layer=kernel_layer.name,
-        cam_weights=np.ascontiguousarray(weights),
-        bias=bias,
-        score_from=score_from,
-        cam_from=cam_from,
+    spec = HeadSpec(reduce, tuple(pre + layers), (shape[1], shape[2], int(shape[3])))  # type: ignore[arg-type]
+    _check_dims(spec)
+    if activation is None and score_layer is not None:
+        activation = _activation_after(graph, top)
+    producer = graph.producer(features)
+    score_op = chain[0] if chain else reduce_op
+    return Exposed(
+        features=features,
+        check=top,
+        check_is_probability=check_is_probability,
+        head=spec,
+        feature_layer=producer.path if producer is not None else "images",
+        score_layer=score_op.path if score_layer is None else graph.find(score_layer, "").path,
         activation=activation,
     )
 
 
-def _inbound_name(layer: Any) -> str:
-    """The name of the layer whose output feeds ``layer``."""
-    tensor = _single(layer.input, layer, "layer")
-    history = getattr(tensor, "_keras_history", None)
-    if history is not None:
-        return str(history[0].name)
-    return f"input of {layer.name}"
+def _is_1x1(op: FlatOp) -> bool:
+    kernel = getattr(op.layer, "kernel", None)
+    return kernel is not None and tuple(kernel.shape)[:2] == (1, 1)
 
 
-def _read_activation(model: Any, kernel_layer: Any) -> str | None:
-    act = _activation_name(kernel_layer)
-    if act in _SCORE_ACTIVATIONS:
-        return act
-    last = model.layers[-1]
-    act = _activation_name(last)
-    return act if act in _SCORE_ACTIVATIONS else None
+def _check_dims(spec: HeadSpec) -> None:
+    h, w, k = spec.feature_shape
+    dim = k * (h or 0) * (w or 0) if spec.reduce == "flatten" else k
+    if spec.reduce == "flatten" and not dim:
+        raise ExportError("a Flatten head needs a fixed input size (the model has none)")
+    for layer in spec.layers:
+        if isinstance(layer, Linear):
+            if layer.weight.shape[0] != dim:
+                raise ExportError(
+                    f"head layer '{layer.source}' expects {layer.weight.shape[0]} inputs but gets "
+                    f"{dim}: name the feature layer with --feature-layer"
+                )
+            dim = int(layer.weight.shape[1])
+
+
+def _activation_after(graph: FlatGraph, tensor: Any) -> str | None:
+    """The sigmoid/softmax applied right after ``tensor`` (for an explicit --score-layer)."""
+    for op in graph.ops:
+        if any(t is tensor for t in op.inputs):
+            act = _activation_of(op)
+            if act is not None and act[0] in _SCORE_ACTIVATIONS:
+                return act[0]
+    return None

@@ -96,7 +96,7 @@ def test_no_global_pooling(out_dir: Path) -> None:
     x = keras.layers.Conv2D(4, 3, padding="same")(inp)
     out = keras.layers.Conv2D(2, 1, activation="sigmoid")(x)
     model = keras.Model(inp, out)
-    with pytest.raises(ExportError, match="no global pooling layer.*--feature-layer"):
+    with pytest.raises(ExportError, match="no global pooling.*--feature-layer"):
         export_model(model, out_dir / "m.onnx")
 
 
