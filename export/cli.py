@@ -98,7 +98,8 @@ def export_command(
     if not quiet:
         typer.echo(
             f"{report.path}: {report.metadata.num_classes} classes, output '{config.output}', "
-            f"max relative error {report.max_rel_error:.2g}"
+            f"max relative error {report.max_rel_error:.2g} (max abs {report.max_abs_error:.2g}), "
+            f"method {report.metadata.method}"
         )
 
 

@@ -16,6 +16,7 @@ Needs the ``onnx`` package (``pip install 'cam-rt[quantize]'``); no TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -29,9 +30,9 @@ import numpy as np
 from .errors import ConfigError, ExportError, MissingDependencyError
 from .explain import ClassSelection, ExplainConfig, Explainer
 from .io import publish, read_image
-from .metadata import INPUT_NAME, PREFIX
+from .metadata import INPUT_NAME, PREFIX, ModelMetadata
 from .session import CamSession, SessionConfig
-from .tta import TTAConfig, plan_passes, resize_input
+from .tta import InputSize, TTAConfig, plan_passes, resize_input
 
 __all__ = ["Fidelity", "QuantizeConfig", "QuantizeReport", "map_fidelity", "quantize_model"]
 
@@ -140,19 +141,31 @@ def _quantization() -> Any:
 
 
 def calibration_inputs(
-    images: Sequence[np.ndarray], config: QuantizeConfig
+    images: Sequence[np.ndarray], config: QuantizeConfig, metadata: ModelMetadata | None = None
 ) -> Iterator[np.ndarray]:
-    """Model inputs (1, h, w, 3) float32 0..255: each image at each pass of the TTA plan."""
+    """Model inputs (1, h, w, 3) float32 0..255: each image at each pass of the TTA plan, at
+    the sizes ``cam-rt run`` feeds the model (``--input-size auto``: the trained size for
+    files that record one; a fixed-size file gets its size only, scale 1)."""
     import cv2
 
     mode = config.tta.mode if config.tta is not None else None
+    passes = list(dict.fromkeys(plan_passes(config.tta)))
+    if metadata is not None and metadata.fixed_size:
+        passes = [p for p in passes if p.scale == 1.0]
+    sizing = InputSize()
     for image in images:
+        if metadata is not None and metadata.input_size is not None:
+            h, w = image.shape[:2]
+            target = sizing.target(h, w, metadata)
+            for p in passes:
+                yield resize_input(image, p, mode, target=target)[None]
+            continue
         h, w = image.shape[:2]
         scale = config.max_side / max(h, w)
         if scale < 1:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        for p in dict.fromkeys(plan_passes(config.tta)):
+        for p in passes:
             yield resize_input(image, p, mode)[None]
 
 
@@ -205,7 +218,7 @@ def quantize_model(
     exclude = _last_conv(proto) if config.keep_head_float else []
     del proto
     images = list(images[: config.max_images])
-    batches = list(calibration_inputs(images, config))
+    batches = list(calibration_inputs(images, config, float_session.metadata))
     if config.method != "minmax":
         batches = one_shape(batches)
     say(f"calibrating on {len(images)} images ({len(batches)} inputs, {config.method})")
@@ -284,7 +297,10 @@ def _fidelity(
     float_session: CamSession, path: Path, images: Sequence[np.ndarray], config: QuantizeConfig
 ) -> Fidelity:
     """Maps of the top class (chosen by the float model) on both models, with the TTA plan."""
-    explain = ExplainConfig(tta=config.tta, classes=ClassSelection("top-k", k=1))
+    tta = config.tta
+    if tta is not None and float_session.metadata.fixed_size:  # one size: flips only
+        tta = dataclasses.replace(tta, scales=(1.0,))
+    explain = ExplainConfig(tta=tta, classes=ClassSelection("top-k", k=1))
     reference = Explainer(float_session, explain).explain(list(images))
     ids = [r.class_ids for r in reference]
     int8 = Explainer(CamSession(path, SessionConfig(providers=("cpu",))), explain)

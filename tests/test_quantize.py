@@ -124,3 +124,26 @@ def test_histogram_methods_calibrate_on_mixed_sizes(demo_onnx: Path, calibration
     out = demo_onnx.parent / "demo.percentile.onnx"
     report = quantize_model(demo_onnx, images, out, QuantizeConfig(method="percentile", floor=0.5))
     assert report.written and report.calibration_inputs == 2 * 8
+
+
+def test_fixed_size_file_is_calibrated_at_its_size(tmp_path: Path, calibration: Path) -> None:
+    """A fixed-size export (Flatten head) calibrates and checks at its trained size only."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from cam_rt.export import export_model
+    from cam_rt.runtime.quantize import calibration_inputs, load_calibration
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((40, 56, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(6, 3, strides=4, padding="same", activation="relu")(x)
+    x = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(x))
+    path = tmp_path / "fixed.onnx"
+    export_model(keras.Model(inp, keras.layers.Dense(3, activation="sigmoid")(x)), path)
+    images = load_calibration(calibration, 3)
+    session = CamSession(path)
+    shapes = {b.shape for b in calibration_inputs(images, QuantizeConfig(), session.metadata)}
+    assert shapes == {(1, 40, 56, 3)}
+    report = quantize_model(path, images, tmp_path / "fixed.int8.onnx", QuantizeConfig(floor=0.0))
+    assert (tmp_path / "fixed.int8.onnx").is_file() and report.fidelity.images == 3

@@ -158,3 +158,43 @@ def test_repeated_class_names_are_kept(tmp_path: Path) -> None:
     export_model(build_gap_dense(), out, ExportConfig(classes=str(names)), log=lines.append)
     assert _meta(out).class_names == ("crane", "cat", "crane", "dog", "maillot")
     assert sum("class names repeat (crane)" in line for line in lines) == 1
+
+
+def test_cli_fixed_size_model_end_to_end(tmp_path: Path) -> None:
+    """Real processes: export a fixed-size .keras, info shows it, run resizes to it."""
+    import json
+    import subprocess
+    import sys
+
+    import keras
+    from PIL import Image
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((48, 64, 3))
+    x = keras.layers.Conv2D(6, 3, strides=4, padding="same", activation="relu")(inp)
+    x = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(x))
+    keras.Model(inp, keras.layers.Dense(3, activation="sigmoid")(x)).save(tmp_path / "f.keras")
+    Image.fromarray(images(1, 120, 90)[0].astype(np.uint8)).save(tmp_path / "a.png")
+    cam_rt = [sys.executable, "-m", "cam_rt.runtime.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cam_rt, *args], capture_output=True, text=True, check=False)
+
+    model = str(tmp_path / "f.onnx")
+    done = run("export", str(tmp_path / "f.keras"), "-o", model, "-q")
+    assert done.returncode == 0, done.stderr
+    info = run("info", model).stdout
+    assert "48x64, fixed" in info and "grad-cam" in info
+    refused = run("run", model, str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--tta")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"cam-rt: error: {model} takes only 48x64 inputs (its head needs that size): "
+        "TTA scales need a dynamic-size export; pass --scales 1"
+    ]
+    out = tmp_path / "o"
+    ok = run("run", model, str(tmp_path / "a.png"), "-o", str(out), "--tta", "--scales", "1")
+    assert ok.returncode == 0, ok.stderr
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert record["size"] == [120, 90]
+    with np.load(out / "a.maps.npz") as maps:  # maps at the image's own resolution
+        assert maps["maps"].shape[:2] == (120, 90)
