@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cam_rt.runtime.bench import LatencyStats, latency_stats
+from cam_rt.runtime.tools.bench import LatencyStats, latency_stats
 
 # Where figures go; tests point it elsewhere so smoke runs never overwrite the real results.
 RESULTS = Path(os.environ.get("CAM_RT_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))

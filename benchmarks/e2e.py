@@ -156,8 +156,8 @@ def _cam_rt_side(spec: dict[str, Any]) -> Any:
         SessionConfig,
         TTAConfig,
     )
-    from cam_rt.runtime.io import read_image
-    from cam_rt.runtime.providers import OpenVINOConfig
+    from cam_rt.runtime.backend.providers import OpenVINOConfig
+    from cam_rt.runtime.batch.io import read_image
 
     tta = TTAConfig(TTA_SCALES, True, "keras-explainable") if spec["tta"] else None
     config = SessionConfig(

@@ -38,9 +38,9 @@ from cam_rt.runtime import (
     TTAConfig,
     available_providers,
 )
-from cam_rt.runtime.evaluate import SeedScorer
-from cam_rt.runtime.providers import OpenVINOConfig
-from cam_rt.runtime.quantize import QuantizeConfig, map_fidelity, quantize_model
+from cam_rt.runtime.backend.providers import OpenVINOConfig
+from cam_rt.runtime.tools.evaluate import SeedScorer
+from cam_rt.runtime.tools.quantize import QuantizeConfig, map_fidelity, quantize_model
 
 THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(51))  # 0.10 .. 0.60
 TTA = TTAConfig((0.5, 1.0, 1.5, 2.0), True, "mean")

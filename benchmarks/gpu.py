@@ -39,7 +39,8 @@ from cam_rt.runtime import (
     TTAConfig,
     shape_profile,
 )
-from cam_rt.runtime.bench import warm_up, warmup_shapes
+from cam_rt.runtime.plan import warmup_shapes
+from cam_rt.runtime.tools.bench import warm_up
 
 TTA = TTAConfig((0.5, 1.0, 1.5, 2.0), True, "mean")
 

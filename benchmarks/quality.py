@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results
 
 from cam_rt.runtime import CamSession, ClassSelection, ExplainConfig, Explainer, TTAConfig
-from cam_rt.runtime.evaluate import SeedScorer, evaluate, voc_items
+from cam_rt.runtime.tools.evaluate import SeedScorer, evaluate, voc_items
 
 THRESHOLDS = tuple(round(0.10 + 0.01 * i, 2) for i in range(51))  # 0.10 .. 0.60
 SCALES = (0.5, 1.0, 1.5, 2.0)

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import resnet38d_file, summarize, write_results
 
 from cam_rt.runtime import CamSession, ClassSelection, ExplainConfig, Explainer, TTAConfig
-from cam_rt.runtime.colour import blend, class_overlay
-from cam_rt.runtime.io import encode_npz, encode_png, read_image
+from cam_rt.runtime.batch.io import encode_npz, encode_png, read_image
+from cam_rt.runtime.maps.colour import blend, class_overlay
 
 ORDER = (
     "decode",

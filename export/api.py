@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from cam_rt.runtime._version import __version__
+from cam_rt.runtime.batch.io import ordinary_permissions, publish
 from cam_rt.runtime.classes import duplicate_names, resolve_class_names
 from cam_rt.runtime.errors import ConfigError, ExportError
-from cam_rt.runtime.io import ordinary_permissions, publish
 from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
 
 from ._deps import import_keras, import_optional, import_tensorflow, import_tf_keras

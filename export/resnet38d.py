@@ -1,6 +1,6 @@
 """The built-in ResNet38-d (wide ResNet-38 with dilation, output stride 8), as in resnet38d-tf.
 
-Architecture (``shared/reference/semantics.md`` section 8): ``s0/g0/cv`` 3x3 64; s1, s2, s3 of 3,
+Architecture: ``s0/g0/cv`` 3x3 64; s1, s2, s3 of 3,
 3 and 6 pre-activation blocks (128, 256, 512 channels, each stage's first block with stride 2);
 s4 of 3 blocks 512 -> 1024 with dilation 2 (the first block's first conv undilated); s5 of two
 bottlenecks with dilation 4 (1024 -> 2048, 2048 -> 4096); then ``s5/bn``, ``s5/ac``, ``logits``

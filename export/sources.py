@@ -27,10 +27,9 @@ class LoadedModel:
     flavour: Flavour
     sha256: str
     description: str
-    builtin: str | None = None
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -42,7 +41,7 @@ def _sha256_dir(path: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(path)).encode())
-        digest.update(bytes.fromhex(_sha256_file(file)))
+        digest.update(bytes.fromhex(sha256_file(file)))
     return digest.hexdigest()
 
 
@@ -122,13 +121,13 @@ def _load_builtin(name: str, weights: str | None, num_classes: int | None) -> Lo
     classes = num_classes or 20
     if weights.lower() == "none":
         model = build_resnet38d(classes, seed=0)
-        return LoadedModel(model, "keras", "random-init-seed-0", f"{name} (random weights)", name)
+        return LoadedModel(model, "keras", "random-init-seed-0", f"{name} (random weights)")
     wpath = Path(weights)
     if not wpath.is_file():
         raise ModelLoadError(f"weights file '{weights}' does not exist: pass a .h5 file or 'none'")
     model = build_resnet38d(classes)
     load_resnet38d_weights(model, wpath)
-    return LoadedModel(model, "keras", _sha256_file(wpath), f"{name} + {wpath.name}", name)
+    return LoadedModel(model, "keras", sha256_file(wpath), f"{name} + {wpath.name}")
 
 
 def _load_keras(path: Path) -> LoadedModel:
@@ -146,7 +145,7 @@ def _load_keras(path: Path) -> LoadedModel:
         raise ModelLoadError(
             f"Keras cannot load {path} ({type(exc).__name__}: {text}): {hint}"
         ) from exc
-    return LoadedModel(model, "keras", _sha256_file(path), path.name)
+    return LoadedModel(model, "keras", sha256_file(path), path.name)
 
 
 def _load_h5(path: Path) -> LoadedModel:
@@ -164,7 +163,7 @@ def _load_h5(path: Path) -> LoadedModel:
     keras = import_keras()
     try:
         model = keras.models.load_model(path, compile=False)
-        return LoadedModel(model, "keras", _sha256_file(path), path.name)
+        return LoadedModel(model, "keras", sha256_file(path), path.name)
     except Exception as keras_exc:
         first = keras_exc
     tf_keras = import_tf_keras()
@@ -175,7 +174,7 @@ def _load_h5(path: Path) -> LoadedModel:
             f"neither Keras 3 ({_first_line(first)}) nor tf_keras ({_first_line(exc)}) can load "
             f"{path}"
         ) from exc
-    return LoadedModel(model, "tf_keras", _sha256_file(path), f"{path.name} (tf_keras)")
+    return LoadedModel(model, "tf_keras", sha256_file(path), f"{path.name} (tf_keras)")
 
 
 def _load_saved_model(path: Path) -> LoadedModel:

@@ -181,7 +181,7 @@ def write_voc(
     ``ImageSets/Segmentation/<split>.txt`` and ``labels.json``; returns the image ids."""
     from PIL import Image
 
-    from cam_rt.runtime.io import encode_palette_png, write_atomic
+    from cam_rt.runtime.batch.io import encode_palette_png, write_atomic
 
     (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)

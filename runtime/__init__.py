@@ -12,9 +12,25 @@ This package never imports TensorFlow, Keras, tf2onnx or ``cam_rt.export``.
 from __future__ import annotations
 
 from ._version import __version__
-from .cam import gather_classes, probabilities, weight_features
+from .backend.ort import ProviderFallbackWarning, available_providers, resolve_providers
+from .backend.plain import PlainModel
+from .backend.providers import CudaConfig, OpenVINOConfig, ShapeProfile, TensorRTConfig
+from .backend.remote import RemoteSession, SessionLike
+from .backend.session import CamSession, SessionConfig
 from .classes import VOC_CLASSES, duplicate_names, resolve_class_names
-from .colour import (
+from .errors import (
+    CamRtError,
+    ConfigError,
+    ExportError,
+    FidelityError,
+    InputError,
+    MissingDependencyError,
+    ModelLoadError,
+    ProviderError,
+)
+from .explain import CamResult, ClassSelection, ExplainConfig, Explainer
+from .maps.cam import gather_classes, probabilities, weight_features
+from .maps.colour import (
     blend,
     class_colours,
     class_overlay,
@@ -23,38 +39,12 @@ from .colour import (
     heatmap_overlay,
     voc_palette,
 )
-from .cues import Box, boxes, seeds
-from .errors import (
-    CamRtError,
-    ConfigError,
-    ExportError,
-    InputError,
-    MissingDependencyError,
-    ModelLoadError,
-    ProviderError,
-)
-from .explain import (
-    CamResult,
-    ClassSelection,
-    ExplainConfig,
-    Explainer,
-    batch_shapes,
-    shape_profile,
-)
-from .filters import max_normalize, normalize, positive_normalize
-from .images import prepare_image
+from .maps.cues import Box, boxes, seeds
+from .maps.filters import max_normalize, normalize, positive_normalize
+from .maps.images import prepare_image
+from .maps.tta import InputSize, Pass, TTAConfig, plan_passes
 from .metadata import ModelMetadata, Preprocessing
-from .providers import CudaConfig, OpenVINOConfig, ShapeProfile, TensorRTConfig
-from .remote import RemoteSession, SessionLike
-from .session import (
-    CamSession,
-    PlainModel,
-    ProviderFallbackWarning,
-    SessionConfig,
-    available_providers,
-    resolve_providers,
-)
-from .tta import InputSize, Pass, TTAConfig, plan_passes
+from .plan import batch_shapes, shape_profile
 
 __all__ = [
     "VOC_CLASSES",
@@ -68,6 +58,7 @@ __all__ = [
     "ExplainConfig",
     "Explainer",
     "ExportError",
+    "FidelityError",
     "InputError",
     "InputSize",
     "MissingDependencyError",

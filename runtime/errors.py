@@ -9,7 +9,8 @@ Every error a user can cause is one of these; anything else is a bug. The CLI ca
     ├── ModelLoadError          a model file or weights file cannot be read or does not fit
     ├── MissingDependencyError  an optional package is not installed (names the pip extra)
     ├── ProviderError           an ONNX Runtime execution provider cannot be used
-    └── ExportError             the Keras -> ONNX export failed or did not pass its check
+    ├── ExportError             the Keras -> ONNX export failed or did not pass its check
+    └── FidelityError           a converted model's maps are too far from the original's
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "CamRtError",
     "ConfigError",
     "ExportError",
+    "FidelityError",
     "InputError",
     "MissingDependencyError",
     "ModelLoadError",
@@ -59,3 +61,8 @@ class ProviderError(CamRtError):
 
 class ExportError(CamRtError):
     """The export failed, or the exported model did not match the Keras model."""
+
+
+class FidelityError(CamRtError):
+    """A converted model (e.g. the int8 file of ``cam-rt quantize``) gives maps below the
+    required agreement with the original's; nothing was written."""

@@ -1,6 +1,8 @@
 """From images to maps: batching, TTA passes through the session, class selection, merging.
 
-``Explainer(session, config).explain(images)`` returns one :class:`CamResult` per image.
+``Explainer(session, config).explain(images)`` returns one :class:`CamResult` per image. How
+passes and images are grouped into runs, and so which input shapes a run feeds the model, is
+planned in :mod:`cam_rt.runtime.plan`.
 """
 
 from __future__ import annotations
@@ -15,31 +17,27 @@ from typing import Literal
 
 import numpy as np
 
-from .cam import gather_classes, probabilities
+from .backend.remote import SessionLike
 from .classes import class_index, lookup_class
 from .errors import ConfigError, InputError
-from .images import AlphaPolicy, as_image_list, prepare_image
-from .metadata import ModelMetadata
-from .providers import ShapeProfile
-from .remote import SessionLike
-from .tta import (
+from .maps.cam import gather_classes, probabilities
+from .maps.images import AlphaPolicy, as_image_list, prepare_image
+from .maps.tta import (
     InputSize,
     Pass,
     TTAConfig,
     combine_maps,
     combine_scores,
-    input_size,
     plan_passes,
     resize_input,
 )
+from .plan import image_chunks, run_groups
 
 __all__ = [
     "CamResult",
     "ClassSelection",
     "ExplainConfig",
     "Explainer",
-    "batch_shapes",
-    "shape_profile",
 ]
 
 SelectMode = Literal["predicted", "all", "top-k", "fixed"]
@@ -267,8 +265,8 @@ class Explainer:
         for i, target in enumerate(targets):  # one target size: the same input shapes
             groups[target].append(i)
         for members in groups.values():
-            for twins in _run_groups(unique, self.batch_flips):
-                for chunk in _chunks(members, cfg.batch_size, len(twins)):
+            for twins in run_groups(unique, self.batch_flips):
+                for chunk in image_chunks(members, cfg.batch_size, len(twins)):
                     jobs = [(i, p) for i in chunk for p in twins]
                     with _stage(timings, "resize_input"):
                         batch = np.stack(
@@ -305,68 +303,3 @@ class Explainer:
 def _filled(item: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     assert item is not None, "every (pass, image) is run before merging"
     return item
-
-
-def _run_groups(passes: Sequence[Pass], batch_flips: bool) -> list[list[Pass]]:
-    """Distinct passes in run groups: a scale's flipped and unflipped passes together when
-    ``batch_flips``, else each pass alone."""
-    if not batch_flips:
-        return [[p] for p in passes]
-    groups: dict[float, list[Pass]] = defaultdict(list)
-    for p in passes:
-        groups[p.scale].append(p)
-    return list(groups.values())
-
-
-def _chunks(members: Sequence[int], batch_size: int, group: int) -> list[Sequence[int]]:
-    """Images per run: ``batch_size // group`` of them (at least one), so a run holds at most
-    ``max(batch_size, group)`` inputs."""
-    per_batch = max(1, batch_size // group)
-    return [members[i : i + per_batch] for i in range(0, len(members), per_batch)]
-
-
-def batch_shapes(
-    config: ExplainConfig,
-    height: int,
-    width: int,
-    images: int = 1,
-    metadata: ModelMetadata | None = None,
-) -> list[tuple[int, int, int]]:
-    """The (batch, h, w) model inputs :meth:`Explainer.explain` runs for ``images`` images of
-    ``height`` x ``width`` pixels, in order (what a GPU engine sees; used for warm-up and for
-    TensorRT profiles). ``batch_flips=None`` counts as batched, as on a GPU. ``metadata``: the
-    model's, for ``config.input_size``; without it (a profile planned before the file is open)
-    ``auto`` and ``model`` stand for the image's size."""
-    passes = list(dict.fromkeys(plan_passes(config.tta)))
-    mode = config.tta.mode if config.tta is not None else None
-    base_h, base_w = _planned(config.input_size, metadata).target(height, width, metadata)
-    shapes = []
-    for group in _run_groups(passes, config.batch_flips is not False):
-        h, w = input_size(base_h, base_w, group[0].scale, mode, config.bucket)
-        for chunk in _chunks(range(images), config.batch_size, len(group)):
-            shapes.append((len(chunk) * len(group), h, w))
-    return shapes
-
-
-def _planned(size: InputSize, metadata: ModelMetadata | None) -> InputSize:
-    """``size``, or ``image`` for ``model`` when the model's size is not known yet."""
-    return InputSize("image") if metadata is None and size.mode == "model" else size
-
-
-def shape_profile(config: ExplainConfig, min_side: int, max_side: int) -> ShapeProfile:
-    """A TensorRT profile holding every input :meth:`Explainer.explain` can run for images whose
-    sides lie in ``min_side..max_side`` (any aspect ratio, up to ``batch_size`` images of one
-    size at a time). The optimum is the unscaled pass of one ``max_side`` square image."""
-    if not 1 <= min_side <= max_side:
-        raise ConfigError(
-            f"image sides {min_side}..{max_side} are not a range: need 1 <= min <= max"
-        )
-    shapes = []
-    for h in (min_side, max_side):  # pass sizes grow with the image's: the corners suffice
-        for w in (min_side, max_side):
-            for images in (1, config.batch_size):
-                shapes += batch_shapes(config, h, w, images)
-    mode = config.tta.mode if config.tta is not None else None
-    base = _planned(config.input_size, None).target(max_side, max_side, None)
-    side_h, side_w = input_size(*base, 1.0, mode, config.bucket)
-    return ShapeProfile.covering(shapes, opt=(min(s[0] for s in shapes), side_h, side_w))

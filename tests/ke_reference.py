@@ -1,5 +1,5 @@
-"""keras-explainable's CAM, TTA and filters in TensorFlow, written from the spec
-(``shared/reference/semantics.md`` sections 2-5.1). keras-explainable itself needs Keras 2; this
+"""keras-explainable's CAM, TTA and filters in TensorFlow, written from its
+source (``methods.cams.cam``, ``methods.meta.tta``, ``filters``). keras-explainable itself needs Keras 2; this
 is the parity reference for the runtime. Inputs are already preprocessed float images.
 """
 

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from cam_rt.runtime.backend.session import CamSession
 from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
-from cam_rt.runtime.session import CamSession
 
 
 def channel_model(

@@ -19,7 +19,7 @@ from cam_rt.runtime import (
     TTAConfig,
     available_providers,
 )
-from cam_rt.runtime.providers import TensorRTConfig
+from cam_rt.runtime.backend.providers import TensorRTConfig
 
 from ..onnx_models import channel_model
 
@@ -70,7 +70,7 @@ def test_tensorrt_profile_from_the_tta_plan_builds_once(tmp_path: Path) -> None:
     costs no engine build (within 5x of a warm run, where a rebuild takes seconds)."""
     import time
 
-    from cam_rt.runtime.explain import shape_profile
+    from cam_rt.runtime.plan import shape_profile
 
     path = channel_model(tmp_path / "m.onnx", channels=3, offset=0.3)
     config = ExplainConfig(TTAConfig((0.5, 1.0, 1.5, 2.0), True), ClassSelection("all"))
@@ -107,7 +107,7 @@ def test_tensorrt_fp16_fidelity(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA execution provider on this machine")
 def test_cuda_graphs_replay_the_same_maps(tmp_path: Path) -> None:
     """--cuda-graphs with buckets: captured and replayed runs give the plain CUDA maps."""
-    from cam_rt.runtime.providers import CudaConfig
+    from cam_rt.runtime.backend.providers import CudaConfig
 
     path = channel_model(tmp_path / "m.onnx", channels=3, offset=0.3)
     config = ExplainConfig(TTAConfig((0.5, 1.0, 1.5, 2.0), True), ClassSelection("all"), bucket=32)

@@ -24,9 +24,9 @@ from cam_rt.runtime import (
     TTAConfig,
     available_providers,
 )
-from cam_rt.runtime.evaluate import evaluate, voc_items
-from cam_rt.runtime.io import read_image
-from cam_rt.runtime.providers import BF16_FLAGS, FAST_BF16_FLAGS, OpenVINOConfig, cpu_flags
+from cam_rt.runtime.backend.providers import BF16_FLAGS, FAST_BF16_FLAGS, OpenVINOConfig, cpu_flags
+from cam_rt.runtime.batch.io import read_image
+from cam_rt.runtime.tools.evaluate import evaluate, voc_items
 
 pytestmark = pytest.mark.openvino
 
@@ -134,12 +134,12 @@ def test_int8_file_runs_on_openvino_and_refusal_writes_nothing(
     fixture: Path, images: list[np.ndarray], tmp_path: Path
 ) -> None:
     pytest.importorskip("onnx")
-    from cam_rt.runtime.errors import ExportError
-    from cam_rt.runtime.quantize import QuantizeConfig, map_fidelity, quantize_model
+    from cam_rt.runtime.errors import FidelityError
+    from cam_rt.runtime.tools.quantize import QuantizeConfig, map_fidelity, quantize_model
 
     out = tmp_path / "demo.int8.onnx"
     report = quantize_model(fixture / "demo.onnx", images, out, QuantizeConfig(floor=0.9))
-    assert report.written and report.fidelity.mean_cosine >= 0.9
+    assert out.is_file() and report.fidelity.mean_cosine >= 0.9  # loaded just below
     session = _ov(fixture, "fp32")
     session_path = CamSession(out, session.config)
     assert session_path.providers[0] == OV and session_path.precision == "int8 (QDQ file, OpenVINO)"
@@ -147,6 +147,6 @@ def test_int8_file_runs_on_openvino_and_refusal_writes_nothing(
     int8 = _maps(session_path, images)
     assert map_fidelity(ref, int8).mean_cosine >= 0.9
     refused = tmp_path / "refused.onnx"
-    with pytest.raises(ExportError, match="below the fidelity floor"):
+    with pytest.raises(FidelityError, match="below the fidelity floor"):
         quantize_model(fixture / "demo.onnx", images[:2], refused, QuantizeConfig(floor=1.0))
     assert not refused.exists() and not list(tmp_path.glob(".refused.onnx.*"))

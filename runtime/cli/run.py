@@ -1,0 +1,141 @@
+"""``cam-rt run``: CAMs for image files, written under an output folder (local or on Ray)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import typer
+
+from ..batch.ray_engine import RayConfig, RayRunner
+from ..batch.runner import RunConfig, RunEngine, Runner, discover_inputs, load_labels
+from ..errors import ConfigError
+from ..explain import Explainer
+from .groups import choice, expand, group
+from .options import (
+    DeviceOptions,
+    ExplainOptions,
+    ModelFile,
+    open_model,
+    split,
+    warn_repeated_names,
+)
+from .progress import Progress
+
+__all__ = ["run_command"]
+
+Engine = Literal["local", "ray"]
+
+_RUN = RunConfig()
+_RAY = RayConfig()
+
+
+@expand
+def run_command(
+    model: ModelFile,
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or globs.")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Folder for the outputs.")],
+    explain: ExplainOptions = group(ExplainOptions),
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", help="Per-image labels: JSON {name: [labels]} or 'name label ...' lines."
+        ),
+    ] = None,
+    device: DeviceOptions = group(DeviceOptions, skip=["threads"]),
+    bg_threshold: Annotated[
+        float, typer.Option("--bg-threshold", help="Background score of the segmentation seeds.")
+    ] = _RUN.bg_threshold,
+    save: Annotated[
+        str, typer.Option("--save", help="Any of overlay,heatmap,maps,seeds,boxes.")
+    ] = ",".join(_RUN.save),
+    grid_file: Annotated[
+        Path | None, typer.Option("--grid", help="Also write a grid picture of the first images.")
+    ] = _RUN.grid,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Resume: skip images whose outputs all exist.")
+    ] = _RUN.skip_existing,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", help="Refuse larger images (decompression bombs).")
+    ] = _RUN.max_pixels,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, errors only.")] = False,
+    engine: Annotated[
+        Engine, choice("--engine", help="local, or ray (a pool of Ray actors).")
+    ] = "local",
+    ray_address: Annotated[
+        str,
+        typer.Option(
+            "--ray-address",
+            help="Ray: a cluster to join ('auto', ray://host:10001); default local.",
+        ),
+    ] = _RAY.address,
+    num_workers: Annotated[
+        int, typer.Option("--num-workers", help="Ray: actors (one session each).")
+    ] = _RAY.num_workers,
+    gpus_per_worker: Annotated[
+        float,
+        typer.Option("--gpus-per-worker", help="Ray: GPUs per actor (fractions share a GPU)."),
+    ] = _RAY.gpus_per_worker,
+) -> None:
+    """Compute CAMs for images and write overlays, maps, seeds and boxes.
+
+    Exit code: 0 all done, 2 some inputs failed, 1 nothing could run, 130 interrupted.
+    """
+    if engine not in get_args(Engine):
+        raise ConfigError(f"--engine '{engine}' is unknown: use local or ray")
+    explain_config = explain.config()
+    run_config = RunConfig(
+        save=tuple(split(save)),
+        bg_threshold=bg_threshold,
+        max_pixels=max_pixels,
+        skip_existing=skip_existing,
+        grid=grid_file,
+    )
+    items = discover_inputs(inputs, exclude=[outdir])
+    label_map = load_labels(labels) if labels is not None else None
+    progress = Progress(quiet)
+    session_config = device.session_config(explain_config)
+    runner: RunEngine
+    if engine == "ray":  # the driver reads the file's metadata only; the actors open it
+        ray_config = RayConfig(
+            address=ray_address, num_workers=num_workers, gpus_per_worker=gpus_per_worker
+        )
+        ray_runner = RayRunner(
+            model,
+            explain_config,
+            outdir,
+            run_config,
+            label_map,
+            progress.event,
+            ray_config,
+            session_config=session_config,
+        )
+        warn_repeated_names(model, ray_runner.metadata.class_names)
+        runner = ray_runner
+    else:
+        explainer = Explainer(open_model(model, session_config), explain_config)
+        for values in (label_map or {}).values():  # unknown classes: say so before any work
+            explainer.resolve_labels(values)
+        runner = Runner(explainer, outdir, run_config, label_map, progress.event)
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        with progress:
+            summary = runner.run(items)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not quiet or summary.failed or summary.interrupted:
+        state = "interrupted" if summary.interrupted else "done"
+        typer.echo(
+            f"cam-rt: {state}: {summary.done} written, {summary.skipped} skipped, "
+            f"{summary.failed} failed of {summary.total} in {summary.seconds:.1f} s "
+            f"-> {outdir}/results.jsonl",
+            err=True,
+        )
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops a run as Ctrl-C does: finished images kept, exit code 130."""
+    raise KeyboardInterrupt
