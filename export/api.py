@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from cam_rt.runtime._version import __version__
-from cam_rt.runtime.batch.io import ordinary_permissions, publish
 from cam_rt.runtime.classes import duplicate_names, resolve_class_names
 from cam_rt.runtime.errors import ConfigError, ExportError
 from cam_rt.runtime.metadata import ModelMetadata, Preprocessing
@@ -27,6 +24,7 @@ from .preprocess import preprocessing_for
 from .rebuild import ExportPlan, plan_export
 from .sources import BUILTINS, load_source
 from .verify import Parity, check_parity
+from .write import check_output_path, op_counts, to_fp16, write_checked
 
 __all__ = ["ExportReport", "export_model"]
 
@@ -53,19 +51,6 @@ class ExportReport:
     @property
     def max_abs_error(self) -> float:
         return max(p.max_abs_error for p in self.parity)
-
-
-def _check_output_path(path: Path) -> Path:
-    path = path.expanduser().resolve()
-    if path.is_dir():
-        raise ConfigError(f"output {path} is a folder: give a file name such as model.onnx")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the output folder {path.parent}: {exc}") from exc
-    if not os.access(path.parent, os.W_OK):
-        raise ConfigError(f"output folder {path.parent} is not writable: choose another -o path")
-    return path
 
 
 def _reference(
@@ -164,9 +149,11 @@ def export_model(
     config = config or ExportConfig()
     say = log or (lambda _msg: None)
     start = time.perf_counter()
-    out = _check_output_path(Path(output_path))
+    out = check_output_path(
+        Path(output_path), Path(source) if isinstance(source, (str, Path)) else None
+    )
     import_tensorflow()  # fail first, and clearly, where the export extra is not installed
-    onnx = import_optional("onnx", "onnx", "writing ONNX files")
+    import_optional("onnx", "onnx", "writing ONNX files")
 
     builtin_defaults = (
         BUILTINS.get(str(source).lower(), {}) if isinstance(source, (str, Path)) else {}
@@ -223,7 +210,9 @@ def export_model(
             "--output features needs a linear head (GAP -> Dense); this head is non-linear and "
             "its maps are Grad-CAM: use --output cam"
         )
-    pre = preprocessing_for(config.preprocess or builtin_defaults.get("preprocess", "none"))
+    pre = config.preprocessing or preprocessing_for(
+        config.preprocess or builtin_defaults.get("preprocess", "none")
+    )
 
     t0 = time.perf_counter()
     proto = convert_body(
@@ -238,10 +227,7 @@ def export_model(
     nodes = len(proto.graph.node)
     say(f"converted and optimized in {time.perf_counter() - t0:.1f} s ({nodes} nodes)")
     if config.fp16:
-        float16 = import_optional(
-            "onnxconverter_common.float16", "onnxconverter-common", "fp16 export"
-        )
-        proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+        proto = to_fp16(proto)
 
     metadata = ModelMetadata(
         output=config.output,
@@ -263,76 +249,16 @@ def export_model(
         fixed_size=plan.fixed,
         method=spec.method,
     )
-    onnx.helper.set_model_props(proto, metadata.to_props())
-    proto.producer_name = "cam-rt"
-    proto.producer_version = __version__
-    op_counts: dict[str, int] = {}
-    for node in proto.graph.node:
-        op_counts[node.op_type] = op_counts.get(node.op_type, 0) + 1
+    counts = op_counts(proto)
 
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to {out.parent} ({exc}): choose another -o path") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    data = out.parent / metadata.external_data if metadata.external_data else None
-    replaced = _side_file_of(out)  # the weights file of the model this export replaces
-    published = False
-    try:
-        try:
-            if data is not None:  # written at its final, new name; the model refers to it
-                onnx.save(
-                    proto,
-                    str(tmp),
-                    save_as_external_data=True,
-                    all_tensors_to_one_file=True,
-                    location=data.name,
-                    size_threshold=1024,
-                )
-                ordinary_permissions(data)
-            else:
-                onnx.save(proto, str(tmp))
-        except OSError as exc:
-            raise ExportError(f"cannot write {out} ({exc}); nothing was written") from exc
-        del proto
-        reference = _reference(plan, pre, config.output, loaded.model, config.score_layer)
-        rows = check_parity(
-            tmp, reference, plan.check_sizes, config.effective_tolerance, _derive(plan, activation)
-        )
-        for row in rows:
-            say("check " + row.line())
-        size = tmp.stat().st_size + (data.stat().st_size if data is not None else 0)
-        publish(tmp, out)
-        published = True
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        if data is not None and not published:
-            data.unlink(missing_ok=True)
-        raise
-    if replaced is not None and replaced != data:
-        try:
-            replaced.unlink(missing_ok=True)
-        except OSError as exc:  # the new model is in place; say what is left behind
-            say(f"could not remove the replaced weights file {replaced} ({exc})")
+    reference = _reference(plan, pre, config.output, loaded.model, config.score_layer)
+    derive = _derive(plan, activation)
+
+    def check(tmp: Path) -> list[Parity]:
+        return check_parity(tmp, reference, plan.check_sizes, config.effective_tolerance, derive)
+
+    rows, size = write_checked(proto, metadata, out, check, say)
     seconds = time.perf_counter() - start
-    where = f" + {data.name}" if data is not None else ""
+    where = f" + {metadata.external_data}" if metadata.external_data else ""
     say(f"wrote {out}{where} ({size / 2**20:.1f} MiB) in {seconds:.1f} s")
-    return ExportReport(out, metadata, tuple(rows), seconds, size, op_counts)
-
-
-def _side_file_of(path: Path) -> Path | None:
-    """The weights side file named in the cam-rt model at ``path`` (None: no such model, or
-    its weights are inside). Only small files are read: one with its weights inside is large
-    and has no side file."""
-    try:
-        if not path.is_file() or path.stat().st_size > 64 * 2**20:
-            return None
-        import onnx
-
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # not a readable model: nothing of ours to clean up
-        return None
-    props = {p.key: p.value for p in proto.metadata_props}
-    name = props.get("cam_rt.external_data", "")
-    return path.parent / name if name and Path(name).name == name else None
+    return ExportReport(out, metadata, tuple(rows), seconds, size, counts)

@@ -28,11 +28,27 @@ def _parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(sizes)
 
 
+def _parse_triple(option: str, text: str | None) -> tuple[float, float, float] | None:
+    from cam_rt.runtime.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(
+            f"{option} '{text}' is not three numbers R,G,B: e.g. --mean 123.675,116.28,103.53"
+        )
+    return values  # type: ignore[return-value]
+
+
 def export_command(
     source: str = typer.Argument(
         ...,
-        help="A .keras file, a whole-model .h5, a Keras-2 SavedModel folder, or a built-in "
-        "architecture name (resnet38d).",
+        help="A .keras file, a whole-model .h5, a Keras-2 SavedModel folder, a built-in "
+        "architecture name (resnet38d), or an .onnx classifier (PyTorch, timm, tf2onnx).",
     ),
     output: Path = typer.Option(..., "-o", "--output-file", help="The ONNX file to write."),
     weights: str | None = typer.Option(
@@ -73,9 +89,28 @@ def export_command(
     tolerance: float | None = typer.Option(
         None, "--tolerance", help="Largest relative error accepted (1e-3 fp32, 2e-2 fp16)."
     ),
+    mean: str | None = typer.Option(
+        None,
+        "--mean",
+        help="Per-channel mean R,G,B on the 0..255 scale, in the model's channel order, "
+        "folded into the graph as (x - mean) / std (torchvision: 123.675,116.28,103.53).",
+    ),
+    std: str | None = typer.Option(
+        None,
+        "--std",
+        help="Per-channel std on the 0..255 scale (torchvision: 58.395,57.12,57.375).",
+    ),
+    bgr: bool = typer.Option(False, "--bgr", help="The model takes BGR: swap the channels first."),
+    feature_node: str | None = typer.Option(
+        None,
+        "--feature-node",
+        help="ONNX sources: the feature tensor (or node) of the head to explain, when there are "
+        "several.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ) -> None:
-    """Export a Keras classifier to an ONNX file with scores and CAMs, checked against Keras."""
+    """Export a Keras classifier or import an ONNX classifier (.onnx from PyTorch, timm,
+    tf2onnx) to a cam-rt ONNX file with scores and CAMs, checked against the original."""
     from .api import export_model
     from .config import ExportConfig
 
@@ -92,9 +127,31 @@ def export_command(
         external_data=external_data,
         check_sizes=_parse_sizes(check_sizes) if check_sizes else None,
         tolerance=tolerance,
+        mean=_parse_triple("--mean", mean),
+        std=_parse_triple("--std", std),
+        bgr=bgr,
+        feature_node=feature_node,
     )
     log = None if quiet else (lambda msg: typer.echo(msg, err=True))
-    report = export_model(source, output, config, log=log)
+    if source.lower().endswith(".onnx"):
+        from .onnx_import import import_onnx
+
+        if weights or feature_layer or score_layer:
+            from cam_rt.runtime.errors import ConfigError
+
+            raise ConfigError(
+                "--weights, --feature-layer and --score-layer are for Keras models; an ONNX "
+                "source takes --feature-node"
+            )
+        report = import_onnx(source, output, config, log=log)
+    else:
+        if feature_node:
+            from cam_rt.runtime.errors import ConfigError
+
+            raise ConfigError(
+                "--feature-node is for ONNX sources; Keras models take --feature-layer"
+            )
+        report = export_model(source, output, config, log=log)
     if not quiet:
         typer.echo(
             f"{report.path}: {report.metadata.num_classes} classes, output '{config.output}', "

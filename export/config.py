@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from cam_rt.runtime.errors import ConfigError
-from cam_rt.runtime.metadata import ACTIVATIONS, OUTPUT_KINDS
+from cam_rt.runtime.metadata import ACTIVATIONS, OUTPUT_KINDS, Preprocessing
 
 from .preprocess import PREPROCESSING
 
@@ -36,6 +37,12 @@ class ExportConfig:
       (batch 1) and 0.75 x its height by 1.25 x its width (batch 2), or the trained size twice
       when the file is fixed-size. Given sizes come after the trained size.
     - ``tolerance``: largest relative error allowed (default 1e-3 fp32, 2e-2 fp16).
+    - ``mean`` / ``std``: per-channel preprocessing on the 0..255 scale, in the model's channel
+      order, applied as ``(x - mean) / std`` inside the graph (torchvision's are
+      ``(123.675, 116.28, 103.53)`` and ``(58.395, 57.12, 57.375)``); ``bgr`` swaps RGB to BGR
+      first. They replace ``preprocess`` (give one or the other).
+    - ``feature_node``: ONNX sources only: the feature tensor (or the node making it) when the
+      graph has several heads.
     - ``external_data``: the weights in a side file next to the model (``NAME.<id>.data``),
       which ONNX Runtime maps instead of parsing them out of the model: lower peak memory and
       faster loading for large models (ResNet38-d: 865 vs 1,313 MB, 0.8 vs 1.2 s).
@@ -53,8 +60,33 @@ class ExportConfig:
     check_sizes: tuple[tuple[int, int], ...] | None = None
     tolerance: float | None = None
     external_data: bool = False
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    bgr: bool = False
+    feature_node: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                triple = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                triple = ()
+            if len(triple) != 3 or not all(math.isfinite(v) for v in triple):
+                raise ConfigError(
+                    f"{name} {value!r} must be three numbers (R,G,B on the 0..255 scale), e.g. "
+                    "--mean 123.675,116.28,103.53"
+                )
+            if name == "std" and min(triple) <= 0:
+                raise ConfigError(f"std {value!r} must be positive numbers")
+            object.__setattr__(self, name, triple)
+        if (self.mean is not None or self.std is not None or self.bgr) and self.preprocess:
+            raise ConfigError(
+                f"--preprocess {self.preprocess} and --mean/--std/--bgr both set the "
+                "preprocessing: give one or the other"
+            )
         if self.output not in OUTPUT_KINDS:
             raise ConfigError(f"output '{self.output}' is unknown: use one of {OUTPUT_KINDS}")
         if self.activation is not None and self.activation not in ACTIVATIONS:
@@ -91,6 +123,18 @@ class ExportConfig:
                 )
         if self.tolerance is not None and not self.tolerance > 0:
             raise ConfigError(f"tolerance {self.tolerance} must be a positive number")
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """The ``mean``/``std``/``bgr`` preprocessing, or None when they are not set."""
+        if self.mean is None and self.std is None and not self.bgr:
+            return None
+        return Preprocessing(
+            mode="custom",
+            mean=self.mean or (0.0, 0.0, 0.0),
+            std=self.std or (1.0, 1.0, 1.0),
+            channel_order="BGR" if self.bgr else "RGB",
+        )
 
     @property
     def effective_tolerance(self) -> float:

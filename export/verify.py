@@ -83,6 +83,7 @@ def check_parity(
     ]
     | None = None,
     seed: int = 0,
+    against: str = "Keras",
 ) -> list[Parity]:
     """Run ``onnx_path`` and ``reference`` on random 0..255 images at each (H, W).
 
@@ -117,7 +118,7 @@ def check_parity(
     worst = max(rows, key=lambda r: r.rel_error if r.max_abs_error > ABS_FLOOR else 0.0)
     if not (worst.rel_error <= tolerance or worst.max_abs_error <= ABS_FLOOR):  # NaN fails
         raise ExportError(
-            f"the ONNX model does not match Keras: output '{worst.output}' at "
+            f"the ONNX model does not match {against}: output '{worst.output}' at "
             f"{worst.height}x{worst.width} has relative error {worst.rel_error:.3g} (max abs "
             f"{worst.max_abs_error:.3g}) above the tolerance {tolerance:g}; no file was written"
         )
