@@ -13,7 +13,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-
 def _keras() -> Any:
     pytest.importorskip("tensorflow")
     import keras

@@ -93,7 +93,9 @@ def main() -> None:
         with torch.no_grad():
             features = model.features(x)
             logits = model.classifier(
-                torch.flatten(model.avgpool(features), 1) if pool == "avgpool" else features.mean((2, 3))
+                torch.flatten(model.avgpool(features), 1)
+                if pool == "avgpool"
+                else features.mean((2, 3))
             )
         np.savez_compressed(
             HERE / f"{name}.npz",
