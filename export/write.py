@@ -7,13 +7,12 @@ disk is full, and a model at the output path stays as it was until the new one r
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cam_rt.runtime._version import __version__
-from cam_rt.runtime.batch.io import ordinary_permissions, publish
+from cam_rt.runtime.batch.io import Temporary, check_output, ordinary_permissions, publish
 from cam_rt.runtime.errors import ConfigError, ExportError
 from cam_rt.runtime.metadata import ModelMetadata
 
@@ -26,7 +25,8 @@ Log = Callable[[str], None]
 
 
 def check_output_path(path: Path, source: Path | None = None) -> Path:
-    """The resolved output path; ConfigError for a folder, the source itself, or no access."""
+    """The resolved output path; ConfigError for a folder, a FIFO, socket or device (only a
+    regular file is replaced), the source itself, or no access."""
     path = path.expanduser().resolve()
     if path.is_dir():
         raise ConfigError(f"output {path} is a folder: give a file name such as model.onnx")
@@ -39,6 +39,7 @@ def check_output_path(path: Path, source: Path | None = None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder {path.parent}: {exc}") from exc
+    check_output(path)
     if not os.access(path.parent, os.W_OK):
         raise ConfigError(f"output folder {path.parent} is not writable: choose another -o path")
     return path
@@ -75,11 +76,10 @@ def write_checked(
     proto.producer_name = "cam-rt"
     proto.producer_version = __version__
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        staging = Temporary(out.parent)  # .cam-rt-<8 hex>.tmp, locked until closed
     except OSError as exc:
         raise ConfigError(f"cannot write to {out.parent} ({exc}): choose another -o path") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = staging.path
     data = out.parent / metadata.external_data if metadata.external_data else None
     replaced = _side_file_of(out)  # the weights file of the model this export replaces
     published = False
@@ -112,6 +112,8 @@ def write_checked(
         if data is not None and not published:
             data.unlink(missing_ok=True)
         raise
+    finally:
+        staging.close()
     if replaced is not None and replaced != data:
         try:
             replaced.unlink(missing_ok=True)

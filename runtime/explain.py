@@ -21,7 +21,7 @@ from .backend.remote import SessionLike
 from .classes import class_index, lookup_class
 from .errors import ConfigError, InputError
 from .maps.cam import gather_classes, probabilities
-from .maps.images import AlphaPolicy, as_image_list, prepare_image
+from .maps.images import DEFAULT_MAX_PIXELS, AlphaPolicy, as_image_list, prepare_image
 from .maps.tta import (
     InputSize,
     Pass,
@@ -31,7 +31,7 @@ from .maps.tta import (
     plan_passes,
     resize_input,
 )
-from .plan import image_chunks, run_groups
+from .plan import image_chunks, oversized_input, run_groups
 
 __all__ = [
     "CamResult",
@@ -109,6 +109,9 @@ class ExplainConfig:
     #: makes few distinct shapes (GPU search/engine caches); maps still come at image size.
     bucket: int = 0
     input_size: InputSize = field(default_factory=InputSize)
+    #: The most pixels one model input may have (``--max-pixels``): an image whose largest
+    #: TTA input (after buckets) would be larger is refused (InputError) before any resize.
+    max_input_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_size, InputSize):
@@ -129,6 +132,12 @@ class ExplainConfig:
             raise ConfigError(f"bucket {bucket!r} must be an integer >= 0 (0: off), e.g. 32")
         if self.alpha not in ("error", "drop"):
             raise ConfigError(f"alpha '{self.alpha}' is unknown: use error or drop")
+        limit = self.max_input_pixels
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError(
+                f"max_input_pixels {limit!r} must be an integer >= 1 (--max-pixels), e.g. "
+                f"{DEFAULT_MAX_PIXELS}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +262,9 @@ class Explainer:
                         f"image {i} {what}, smaller than the model's output stride {stride}: "
                         f"use inputs of at least {stride}x{stride}"
                     )
+                problem = oversized_input(cfg, (img.shape[0], img.shape[1]), target, f"image {i}")
+                if problem:
+                    raise InputError(problem)
         mode = cfg.tta.mode if cfg.tta is not None else None
         # Each distinct (scale, flip) pass runs once (keras-explainable's repeated unscaled
         # passes reuse the same output); a scale's flipped twin shares its batch.

@@ -94,18 +94,35 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, text: str) -> Preprocessing:
+        """The preprocessing of :meth:`to_json`'s text; ValueError if it is not that."""
         d = json.loads(text)
-        return cls(
-            mode=str(d["mode"]),
-            scale=float(d["scale"]),
-            mean=_triple(d["mean"]),
-            std=_triple(d["std"]),
-            channel_order=d["channel_order"],
+        wrong = ValueError(
+            "not a JSON object of mode (text), scale (a number), mean and std (3 numbers each, "
+            "std non-zero) and channel_order (RGB or BGR)"
         )
+        if not isinstance(d, dict) or not isinstance(d.get("mode"), str):
+            raise wrong
+        order = d.get("channel_order")
+        scale, mean, std = _number(d.get("scale")), _triple(d.get("mean")), _triple(d.get("std"))
+        if order not in ("RGB", "BGR") or None in (scale, mean, std) or 0.0 in (std or ()):
+            raise wrong
+        assert scale is not None and mean is not None and std is not None
+        return cls(mode=d["mode"], scale=scale, mean=mean, std=std, channel_order=order)
 
 
-def _triple(values: Any) -> tuple[float, float, float]:
-    a, b, c = (float(v) for v in values)
+def _number(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else (text, bools, null)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _triple(values: Any) -> tuple[float, float, float] | None:
+    """Three JSON numbers; None for anything else."""
+    numbers = [_number(v) for v in values] if isinstance(values, list) else []
+    if len(numbers) != 3 or None in numbers:
+        return None
+    a, b, c = (float(v) for v in numbers if v is not None)
     return (a, b, c)
 
 
@@ -192,7 +209,8 @@ class ModelMetadata:
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], where: str = "model") -> ModelMetadata:
-        """Read the metadata back; raises ModelLoadError naming the first bad or missing key."""
+        """Read the metadata back; raises ModelLoadError, one line naming the first bad or
+        missing key and what it should hold."""
         own = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
         if not own:
             raise ModelLoadError(
@@ -200,58 +218,126 @@ class ModelMetadata:
                 "its outputs and CAM weights explicitly"
             )
         try:
-            version = int(own["format_version"])
+            version = _int(own, "format_version", minimum=1)
             if version > FORMAT_VERSION:
                 raise ModelLoadError(
                     f"{where} was written by a newer cam-rt (format {version}, this one reads "
                     f"up to {FORMAT_VERSION}): upgrade cam-rt"
                 )
-            output = own["output"]
-            activation = own["activation"]
-            if output not in OUTPUT_KINDS:
-                raise ValueError(f"output {output!r} is not one of {OUTPUT_KINDS}")
-            if activation not in ACTIVATIONS:
-                raise ValueError(f"activation {activation!r} is not one of {ACTIVATIONS}")
-            method = own.get("method", "cam")
-            if method not in METHODS:
-                raise ValueError(f"method {method!r} is not one of {METHODS}")
-            fixed = json.loads(own.get("fixed_size", "false"))
-            if not isinstance(fixed, bool):
-                raise ValueError(f"fixed_size {own['fixed_size']!r} is not true or false")
-            size = own.get("input_size")
-            weights = own.get("cam_weights")
-            return cls(
-                output=output,  # type: ignore[arg-type]
-                class_names=tuple(json.loads(own["classes"])),
-                activation=activation,  # type: ignore[arg-type]
-                preprocessing=Preprocessing.from_json(own["preprocess"]),
-                output_stride=int(own["output_stride"]),
-                feature_layer=own["feature_layer"],
-                score_layer=own["score_layer"],
-                source_sha256=own["source_sha256"],
-                source=own.get("source", ""),
-                fp16=bool(json.loads(own.get("fp16", "false"))),
-                cam_weights=None if weights is None else _decode_array(weights),
-                producer=json.loads(own.get("producer", "{}")),
-                format_version=version,
-                external_data=own.get("external_data", ""),
-                input_size=None if size is None else _parse_size(size),
-                fixed_size=fixed,
-                method=method,  # type: ignore[arg-type]
-            )
-        except ModelLoadError:
-            raise
-        except (KeyError, ValueError, TypeError) as exc:
+            return cls(**_fields(own), format_version=version)
+        except (KeyError, ValueError, TypeError) as exc:  # ValueError: _Bad, ConfigError
+            detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             raise ModelLoadError(
-                f"{where} has broken cam-rt metadata ({type(exc).__name__}: {exc}): export it again"
-            ) from exc
+                f"{where} has broken cam-rt metadata: {detail}: export the model again with "
+                "'cam-rt export'"
+            ) from None
+
+
+class _Bad(ValueError):
+    """A metadata value cam-rt cannot use; the message names the key and what it should be."""
+
+
+def _quote(text: str) -> str:
+    """A value as the messages show it: quoted, cut to about 60 characters."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _text(own: Mapping[str, str], key: str, default: str | None = None) -> str:
+    if key in own:
+        return own[key]
+    if default is None:
+        raise _Bad(f"{PREFIX}{key} is missing")
+    return default
+
+
+def _json(own: Mapping[str, str], key: str, default: str | None = None) -> Any:
+    text = _text(own, key, default)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise _Bad(f"{PREFIX}{key} {_quote(text)} is not JSON") from None
+
+
+def _int(own: Mapping[str, str], key: str, minimum: int) -> int:
+    text = _text(own, key).strip()
+    if not text.lstrip("-").isdigit() or int(text) < minimum:
+        raise _Bad(f"{PREFIX}{key} {_quote(text)} is not an integer >= {minimum}")
+    return int(text)
+
+
+def _choice(own: Mapping[str, str], key: str, choices: tuple[str, ...], default: str = "") -> str:
+    text = _text(own, key, default or None)
+    if text not in choices:
+        raise _Bad(f"{PREFIX}{key} {text!r} is not one of {choices}")
+    return text
+
+
+def _flag(own: Mapping[str, str], key: str) -> bool:
+    value = _json(own, key, "false")
+    if not isinstance(value, bool):
+        raise _Bad(f"{PREFIX}{key} {_quote(own[key])} is not true or false")
+    return value
+
+
+def _fields(own: Mapping[str, str]) -> dict[str, Any]:
+    """ModelMetadata's fields (but format_version) from the ``cam_rt.`` properties."""
+    classes = _json(own, "classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise _Bad(
+            f"{PREFIX}classes {_quote(own['classes'])} is not a JSON list of class names "
+            '(strings, e.g. ["cat", "dog"])'
+        )
+    producer = _json(own, "producer", "{}")
+    if not (isinstance(producer, dict) and all(isinstance(v, str) for v in producer.values())):
+        raise _Bad(f"{PREFIX}producer {_quote(own['producer'])} is not a JSON object of strings")
+    try:
+        preprocessing = Preprocessing.from_json(_text(own, "preprocess"))
+    except ValueError as exc:
+        detail = "not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise _Bad(f"{PREFIX}preprocess {_quote(own['preprocess'])} is {detail}") from None
+    output = _choice(own, "output", OUTPUT_KINDS)
+    weights = None if "cam_weights" not in own else _decode_weights(own["cam_weights"])
+    if output == "features" and weights is None:
+        raise _Bad(f"{PREFIX}cam_weights is missing: a 'features' file needs its CAM weights")
+    size = own.get("input_size")
+    return {
+        "output": output,
+        "class_names": tuple(classes),
+        "activation": _choice(own, "activation", ACTIVATIONS),
+        "preprocessing": preprocessing,
+        "output_stride": _int(own, "output_stride", minimum=0),
+        "feature_layer": _text(own, "feature_layer"),
+        "score_layer": _text(own, "score_layer"),
+        "source_sha256": _text(own, "source_sha256"),
+        "source": own.get("source", ""),
+        "fp16": _flag(own, "fp16"),
+        "cam_weights": weights,
+        "producer": producer,
+        "external_data": own.get("external_data", ""),
+        "input_size": None if size is None else _parse_size(size),
+        "fixed_size": _flag(own, "fixed_size"),
+        "method": _choice(own, "method", METHODS, "cam"),
+    }
+
+
+def _decode_weights(text: str) -> np.ndarray:
+    """The (K, L) CAM weights of ``cam_rt.cam_weights``."""
+    try:
+        weights = _decode_array(text)
+    except (ValueError, OSError, EOFError):
+        raise _Bad(f"{PREFIX}cam_weights is not a base64 .npy array of numbers") from None
+    if weights.ndim != 2 or 0 in weights.shape:
+        raise _Bad(f"{PREFIX}cam_weights has shape {weights.shape}; expected (K, L)")
+    return weights
 
 
 def _parse_size(text: str) -> tuple[int, int]:
     """``"224x320"`` -> (224, 320); ValueError otherwise."""
     parts = text.split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
-        raise ValueError(f"input_size {text!r} is not HxW with positive integers, e.g. 224x224")
+        raise _Bad(
+            f"{PREFIX}input_size {_quote(text)} is not HxW with positive integers, e.g. 224x224"
+        )
     return int(parts[0]), int(parts[1])
 
 
@@ -262,5 +348,5 @@ def _encode_array(array: np.ndarray) -> str:
 
 
 def _decode_array(text: str) -> np.ndarray:
-    array = np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+    array = np.load(io.BytesIO(base64.b64decode(text, validate=True)), allow_pickle=False)
     return np.asarray(array, dtype=np.float32)

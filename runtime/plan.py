@@ -7,7 +7,9 @@
 - :func:`shape_profile`: a TensorRT :class:`ShapeProfile` covering every input for a range of
   image sides (the engine is built once for it);
 - :func:`warmup_shapes`: the distinct inputs to run once before serving (``cam-rt warmup``,
-  Triton's ``model_warmup``); ``tools.bench.warm_up`` runs them.
+  Triton's ``model_warmup``); ``tools.bench.warm_up`` runs them;
+- :func:`oversized_input`: whether an image's largest input would exceed
+  ``ExplainConfig.max_input_pixels`` (checked before anything is resized).
 
 The size arithmetic of one pass (TTA scale, buckets) is :func:`~cam_rt.runtime.maps.tta.input_size`.
 """
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .backend.providers import ShapeProfile
 from .errors import ConfigError
+from .maps.images import describe_pixels
 from .maps.tta import InputSize, Pass, input_size, plan_passes
 from .metadata import ModelMetadata
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:  # explain imports this module at run time
 __all__ = [
     "batch_shapes",
     "image_chunks",
+    "oversized_input",
     "run_groups",
     "shape_profile",
     "warmup_shapes",
@@ -76,6 +80,38 @@ def batch_shapes(
         for chunk in image_chunks(range(images), config.batch_size, len(group)):
             shapes.append((len(chunk) * len(group), h, w))
     return shapes
+
+
+def oversized_input(
+    config: ExplainConfig, image: tuple[int, int], target: tuple[int, int], what: str
+) -> str | None:
+    """The message refusing ``what`` (``image 0``, an image of ``image`` (H, W) pixels resized
+    to ``target`` at scale 1) when its largest model input, at the largest TTA scale (rounded
+    as the mode rounds) and bucketed, is above ``config.max_input_pixels``; None if it fits.
+    The message names what to lower: --bucket, --scales or --input-size."""
+    limit = config.max_input_pixels
+    mode = config.tta.mode if config.tta is not None else None
+    sizes = {
+        p.scale: input_size(*target, p.scale, mode, config.bucket) for p in plan_passes(config.tta)
+    }
+    scale, (h, w) = max(sizes.items(), key=lambda kv: kv[1][0] * kv[1][1])
+    if h * w <= limit:
+        return None
+    plain_h, plain_w = input_size(*target, scale, mode)
+    unit_h, unit_w = input_size(*target, 1.0, mode)
+    if config.bucket and plain_h * plain_w <= limit:
+        cause, fix = f" with --bucket {config.bucket}", "lower --bucket"
+    elif scale != 1.0 and unit_h * unit_w <= limit:
+        cause, fix = f" at TTA scale {scale:g}", "lower --scales"
+    elif tuple(target) != tuple(image):
+        cause, fix = f" at --input-size {config.input_size}", "lower --input-size"
+    else:
+        cause, fix = "", "give a smaller image or --input-size,"
+    return (
+        f"{what} ({image[0]}x{image[1]}){cause} would run at {h}x{w} pixels "
+        f"({describe_pixels(h * w)}), above --max-pixels {limit} ({describe_pixels(limit)}): "
+        f"{fix} or raise --max-pixels"
+    )
 
 
 def _planned(size: InputSize, metadata: ModelMetadata | None) -> InputSize:
@@ -129,6 +165,10 @@ def warmup_shapes(
         images = [(h, w) for h in sides for w in sides]
     shapes: set[Shape] = set()
     for h, w in images:
+        target = _planned(config.input_size, metadata).target(h, w, metadata)
+        problem = oversized_input(config, (h, w), target, "warm-up size")
+        if problem:
+            raise ConfigError(problem)
         for count in sorted({1, config.batch_size}):
             shapes.update(batch_shapes(config, h, w, count, metadata))
     return sorted(shapes, key=lambda s: (s[0] * s[1] * s[2], s))

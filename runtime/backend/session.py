@@ -185,7 +185,8 @@ class CamSession:
             if plain is None
             else plain_layout(plain, inputs, outputs, self.path)
         )
-        check_layout(self._layout, inputs, outputs, self.path)
+        declared = [*self._session.get_inputs(), *self._session.get_outputs()]
+        check_layout(self._layout, inputs, outputs, self.path, {a.name: a.type for a in declared})
         self.metadata = self._layout.metadata
         self._stride = self.metadata.output_stride or self._measure_stride()
 

@@ -14,8 +14,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import CamRtError, ConfigError
+from ..errors import ConfigError
 from ..maps.colour import grid
+from .folder import write_error
 from .inputs import InputItem
 from .io import encode_png, read_image, write_atomic
 from .render import output_path
@@ -78,7 +79,11 @@ class GridSheet:
                 pictures += [thumb[0], thumb[1]]
                 titles += [item.name, thumb[2]]
         if pictures:
-            write_atomic(self.path, encode_png(grid(pictures, titles, columns=GRID_SIZE)))
+            data = encode_png(grid(pictures, titles, columns=GRID_SIZE))
+            try:
+                write_atomic(self.path, data)
+            except OSError as exc:  # a full disk: one line, like the outputs'
+                raise write_error(self.path.parent, self.path, exc) from exc
 
     def _read_back(
         self, item: InputItem, outdir: Path, records: Mapping[str, Mapping[str, Any]]
@@ -92,7 +97,7 @@ class GridSheet:
             with Image.open(overlay_file) as im:
                 overlay = np.asarray(im.convert("RGB"))
             image = read_image(item.path, self.max_pixels).pixels
-        except (CamRtError, OSError):
+        except Exception:  # a damaged or vanished file: that picture is left out
             return None
         names = [c["name"] for c in records.get(item.name, {}).get("classes", [])]
         return thumbnail(image), thumbnail(overlay), _title(names)

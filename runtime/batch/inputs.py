@@ -3,6 +3,10 @@
 An output name is the input's path below the deepest folder common to all inputs, '/'-separated,
 without its extension (``a/x.png`` -> ``a/x``). Names never collide, also not in case alone:
 the outputs of ``A.png`` and ``a.png`` would be one file on macOS and Windows.
+
+``--shard I/N`` (:func:`in_shard`) splits the inputs into N parts by a stable hash of each
+name, so the part an image is in does not depend on the machine, the Python version or which
+other images were found.
 """
 
 from __future__ import annotations
@@ -10,42 +14,94 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
+import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..explain import Label
 from .io import IMAGE_SUFFIXES
 
-__all__ = ["InputItem", "discover_inputs", "labels_for", "load_labels", "output_names"]
+__all__ = [
+    "InputItem",
+    "check_shard",
+    "discover_inputs",
+    "in_shard",
+    "labels_for",
+    "load_labels",
+    "output_names",
+    "parse_shard",
+]
 
 
-@dataclass(frozen=True, slots=True)
 class InputItem:
-    """An input file and its output name (relative path without extension, '/'-separated)."""
+    """An input file and its output name (relative path without extension, '/'-separated).
 
-    path: Path
+    Immutable. The path is held as a string and made a :class:`~pathlib.Path` when asked for:
+    a run holds one item per input, and a string is a tenth of a Path's memory.
+    """
+
+    __slots__ = ("_file", "name")
+    _file: str
     name: str
 
+    def __init__(self, path: str | Path, name: str) -> None:
+        object.__setattr__(self, "_file", os.fspath(path))
+        object.__setattr__(self, "name", name)
 
-def _images_in(raw: str | Path) -> list[Path]:
-    """The image files of one input argument: a file, a folder (recursive) or a glob."""
+    @property
+    def path(self) -> Path:
+        return Path(self._file)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError(f"InputItem is immutable: cannot set {key}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InputItem):
+            return NotImplemented
+        return (self._file, self.name) == (other._file, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self._file, self.name))
+
+    def __repr__(self) -> str:
+        return f"InputItem(path={self._file!r}, name={self.name!r})"
+
+
+def _is_image(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
+
+
+def _sorted(paths: list[str]) -> list[str]:
+    """In :class:`~pathlib.Path` order, component by component (the separator made the
+    smallest character)."""
+    return sorted(paths, key=lambda p: p.replace(os.sep, "\0"))
+
+
+def _images_in(raw: str | Path) -> list[str]:
+    """The image files of one input argument: a file, a folder (recursive; links to folders
+    are not followed) or a glob, as strings (a folder may hold millions)."""
     text = str(raw)
     path = Path(text)
     if path.is_dir():
-        return sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        found = [
+            os.path.join(folder, name)
+            for folder, _, names in os.walk(str(path))
+            for name in names
+            if _is_image(name)
+        ]
+        return _sorted([f for f in found if os.path.isfile(f)])
     if path.is_file():
-        return [path]
+        return [str(path)]
     if glob.has_magic(text):
-        return sorted(
-            Path(p)
-            for p in glob.glob(text, recursive=True)
-            if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES
-        )
+        found = glob.glob(text, recursive=True)
+        return _sorted([str(Path(p)) for p in found if _is_image(p) and os.path.isfile(p)])
     raise InputError(f"input '{text}' does not exist: pass image files, folders or globs")
+
+
+def _under(path: str, folders: Sequence[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def discover_inputs(inputs: Sequence[str | Path], exclude: Sequence[Path] = ()) -> list[InputItem]:
@@ -56,22 +112,24 @@ def discover_inputs(inputs: Sequence[str | Path], exclude: Sequence[Path] = ()) 
     that would collide. A file given twice (or through a link) is read once; files under an
     ``exclude`` folder (the output folder) are left out, so outputs are never read back.
     """
-    files = [f for raw in inputs for f in _images_in(raw)]
-    excluded = [e.resolve() for e in exclude]
-    seen: set[Path] = set()
-    unique: list[Path] = []
-    for f in files:
-        real = f.resolve()
-        if real in seen or any(real.is_relative_to(e) for e in excluded):
-            continue
-        seen.add(real)
-        unique.append(Path(os.path.abspath(f)))  # names follow the path given, not link targets
+    excluded = [os.path.realpath(e) for e in exclude]
+    seen: set[str] = set()
+    unique: list[str] = []
+    for raw in inputs:
+        for f in _images_in(raw):
+            real = os.path.realpath(f)
+            if real in seen or _under(real, excluded):
+                continue
+            seen.add(real)
+            unique.append(os.path.abspath(f))  # names follow the path given, not link targets
+    del seen
     if not unique:
         raise InputError(
             "no images found in the inputs (looked for " + ", ".join(IMAGE_SUFFIXES) + ")"
         )
-    root = Path(os.path.commonpath([str(p.parent) for p in unique]))
-    relative = [p.relative_to(root).as_posix() for p in unique]
+    root = os.path.commonpath([os.path.dirname(p) for p in unique])
+    start = len(root.rstrip(os.sep)) + 1
+    relative = [p[start:].replace(os.sep, "/") for p in unique]
     return [InputItem(p, n) for p, n in zip(unique, output_names(relative), strict=True)]
 
 
@@ -156,3 +214,32 @@ def labels_for(
         if key in labels:
             return labels[key]
     raise InputError(f"the labels file has no entry for {item.name}")
+
+
+def _shard_error(text: str) -> ConfigError:
+    return ConfigError(
+        f"--shard {text} is not I/N with 1 <= I <= N: e.g. --shard 1/4 (the first of 4 parts)"
+    )
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """``shard`` (I, N) if 1 <= I <= N; else ConfigError."""
+    index, count = shard
+    valid = all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+    if not valid or not 1 <= index <= count:
+        raise _shard_error(f"{index}/{count}")
+    return shard
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N); ConfigError unless 1 <= I <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if match is None or not 1 <= int(match[1]) <= int(match[2]):
+        raise _shard_error(repr(text))
+    return int(match[1]), int(match[2])
+
+
+def in_shard(name: str, shard: tuple[int, int]) -> bool:
+    """Whether the input named ``name`` is in part I of N (CRC-32 of the name, modulo N)."""
+    index, count = shard
+    return zlib.crc32(name.encode("utf-8", "surrogateescape")) % count == index - 1

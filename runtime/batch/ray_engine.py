@@ -5,9 +5,10 @@ Ray Data takes the image list; each actor decodes its batch and explains it with
 decode and explain steps (a failed image is returned as an error, never raised); the results
 stream back to the driver, which renders, writes and records them with the local run's frame
 (:func:`~cam_rt.runtime.batch.runner.run_pipeline`): the same files, written atomically, and
-the same ``results.jsonl`` (so ``--skip-existing`` resumes either engine's run). An actor that
-dies is restarted and its batch retried by Ray; the driver writes each image once, whatever
-comes back twice. The driver never opens the model: it reads the file's metadata (class names,
+the same ``results.jsonl`` (so ``--skip-existing`` resumes either engine's run), and the same
+one-writer lock on the output folder, held while the actors work. An actor that dies is
+restarted and its batch retried by Ray; the driver writes each image once, whatever comes back
+twice. The driver never opens the model: it reads the file's metadata (class names,
 output kind, input size) without ONNX Runtime. Needs the ``ray`` extra
 (``pip install 'cam-rt[ray]'``).
 """
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..backend.onnx_file import read_metadata
 from ..backend.session import CamSession, SessionConfig
-from ..errors import CamRtError, ConfigError, InputError, MissingDependencyError
+from ..errors import ConfigError, InputError, MissingDependencyError
 from ..explain import CamResult, ExplainConfig, Explainer, Label
 from ..metadata import ModelMetadata
 from .inputs import InputItem, labels_for
@@ -91,8 +92,8 @@ class CamActor:
         for i, path in enumerate(batch["path"]):
             try:
                 loaded[i], decode_s[i] = decode(Path(str(path)), self.max_pixels)
-            except (CamRtError, MemoryError) as exc:
-                errors[i] = _message(failure(exc))
+            except Exception as exc:  # whatever the decoder raised: this image's error
+                errors[i] = _message(failure(exc, "decoding"))
         ok = [i for i in range(n) if loaded[i] is not None]
         images = [image for image in loaded if image is not None]
         labels = [json.loads(str(batch["labels"][i])) for i in ok]
@@ -233,8 +234,8 @@ class RayRunner:
         for i, item in enumerate(todo):
             try:
                 labels = labels_for(item, self.labels)
-            except CamRtError as exc:
-                writer.failed(item, exc)
+            except Exception as exc:
+                writer.failed(item, exc, "finding its labels")
                 continue
             items[i] = item
             rows.append({"index": i, "path": str(item.path), "labels": json.dumps(labels)})
@@ -248,8 +249,13 @@ class RayRunner:
             seen.add(index)
             if row["error"]:
                 writer.failed(items[index], InputError(str(row["error"])))
-            else:
-                writer.put(explained_row(items[index], row))
+                continue
+            try:
+                explained = explained_row(items[index], row)
+            except Exception as exc:  # a row that does not make a result: this image only
+                writer.failed(items[index], exc, "receiving the result")
+                continue
+            writer.put(explained)
 
 
 def explained_row(item: InputItem, row: Mapping[str, Any]) -> Explained:

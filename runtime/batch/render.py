@@ -9,6 +9,10 @@ Kinds and their files (``NAME`` is the input's output name):
   ``scores``, ``probabilities``;
 - ``seeds`` ``NAME.seeds.png``: a palette PNG of class ids + 1 (0: background), VOC colours;
 - ``boxes`` ``NAME.boxes.json``: every region's box per class, largest first.
+
+A file that cannot be written fails its image when the cause is that image's name (too long,
+a folder in the way), and ends the run when it is the folder's (a full disk):
+:func:`~cam_rt.runtime.batch.folder.write_error`.
 """
 
 from __future__ import annotations
@@ -24,9 +28,17 @@ from ..errors import ConfigError
 from ..explain import CamResult
 from ..maps.colour import COLORMAPS, blend, class_overlay, heatmap_overlay
 from ..maps.cues import boxes, seeds
+from .folder import write_error
 from .io import encode_json, encode_npz, encode_palette_png, encode_png, write_atomic
 
-__all__ = ["OUTPUT_KINDS", "RenderConfig", "Rendered", "output_path", "render", "write_outputs"]
+__all__ = [
+    "OUTPUT_KINDS",
+    "RenderConfig",
+    "Rendered",
+    "output_path",
+    "render",
+    "write_outputs",
+]
 
 OUTPUT_KINDS = {
     "overlay": ".overlay.png",
@@ -135,10 +147,15 @@ def output_path(outdir: Path, name: str, kind: str) -> Path:
 
 def write_outputs(outdir: Path, rendered: Rendered, kinds: Sequence[str]) -> list[str]:
     """Write the ``kinds`` files of ``rendered`` atomically; their paths relative to
-    ``outdir`` ('/'-separated), in ``kinds`` order."""
+    ``outdir`` ('/'-separated), in ``kinds`` order. A file that cannot be written raises
+    :func:`write_error`'s error."""
     written = []
     for kind in kinds:
         path = output_path(outdir, rendered.name, kind)
-        write_atomic(path, rendered.encoded(kind))
+        data = rendered.encoded(kind)
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            raise write_error(outdir, path, exc) from exc
         written.append(path.relative_to(outdir).as_posix())
     return written

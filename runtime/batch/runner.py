@@ -9,13 +9,16 @@ the Ray engine's actors.
 
 Every file is written atomically; ``results.jsonl`` gets one line per image once all that
 image's files exist, so a run that is killed and started again with ``skip_existing`` finishes
-the rest and ends with the same files. One bad image is recorded and the run goes on. Memory
-stays flat however many images there are: decodes and writes wait in bounded queues.
+the rest and ends with the same files. One output folder has one writer (:class:`FolderLock`,
+held for the whole run); a run starts by removing the temporaries a killed run left there.
+Whatever one image raises is recorded for it and the run goes on; only the folder's errors
+(another run holds it, a full disk: :class:`OutputFolderError`) and signals end a run, and then
+what was recorded stays. Memory stays flat however many images there are: decodes and writes
+wait in bounded queues.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,19 +29,23 @@ from typing import Any, Protocol
 
 from ..errors import CamRtError, ConfigError
 from ..explain import Explainer, Label
+from .folder import LOCK, FolderLock, OutputFolderError, check_outdir, write_error
 from .grid import GridSheet
-from .inputs import InputItem, discover_inputs, labels_for, load_labels
-from .io import DEFAULT_MAX_PIXELS, LoadedImage
+from .inputs import InputItem, check_shard, discover_inputs, in_shard, labels_for, load_labels
+from .io import DEFAULT_MAX_PIXELS, LoadedImage, remove_temporaries
 from .records import RESULTS, Events, Journal, Ledger, RunSummary, success_record
 from .render import OUTPUT_KINDS, RenderConfig, output_path, render, write_outputs
 from .steps import Explained, decode, explain_images, failure
 
 __all__ = [
+    "LOCK",
     "OUTPUT_KINDS",
     "RESULTS",
     "Events",
     "ExplainAll",
+    "FolderLock",
     "InputItem",
+    "OutputFolderError",
     "RunConfig",
     "RunEngine",
     "RunSummary",
@@ -57,7 +64,8 @@ class RunConfig:
 
     ``images_per_call``: images decoded, then explained together in one ``Explainer.explain``
     call (for the Ray engine: one actor call); None: the explainer's ``batch_size`` (the model
-    inputs per ONNX Runtime run, ``--batch-size``).
+    inputs per ONNX Runtime run, ``--batch-size``). ``shard``: (I, N), run only part I of N
+    of the inputs (``--shard I/N``, see :func:`~cam_rt.runtime.batch.inputs.in_shard`).
     """
 
     save: tuple[str, ...] = ("overlay", "maps")
@@ -71,9 +79,12 @@ class RunConfig:
     decode_workers: int = 2
     write_workers: int = 2
     images_per_call: int | None = None
+    shard: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         _ = self.render  # validates the render options
+        if self.shard is not None:
+            check_shard(self.shard)
         if self.max_pixels < 1:
             raise ConfigError(f"--max-pixels {self.max_pixels} must be positive")
         for name in ("decode_workers", "write_workers"):
@@ -101,8 +112,10 @@ class RunConfig:
 class Writer:
     """The render, write and record steps: each explained image is rendered and written by a
     pool thread, at most ``4 * write_workers`` wait (bounded memory), and they are recorded in
-    order, each once. After an interrupt, :meth:`drain` finishes the writes already started
-    (each file is atomic) and cancels the others."""
+    order, each once. Whatever an image's render or write raises fails that image, except an
+    :class:`OutputFolderError` (a full disk), which ends the run. After an interrupt,
+    :meth:`drain` finishes the writes already started (each file is atomic) and cancels the
+    others; after the run's error, :meth:`abandon` records nothing more."""
 
     def __init__(
         self,
@@ -120,9 +133,9 @@ class Writer:
         self._render = config.render
         self._queue: deque[tuple[InputItem, Future[dict[str, Any]]]] = deque()
 
-    def failed(self, item: InputItem, exc: BaseException) -> None:
+    def failed(self, item: InputItem, exc: BaseException, step: str = "processing") -> None:
         """Record ``item`` as failed (a step before writing raised ``exc``)."""
-        self.ledger.failed(item, failure(exc))
+        self.ledger.failed(item, failure(exc, step))
 
     def put(self, explained: Explained) -> None:
         """Queue the image's writes; records the finished ones at the head of the queue."""
@@ -139,6 +152,13 @@ class Writer:
                 self._queue.popleft()
             else:
                 self._collect_head()
+
+    def abandon(self) -> None:
+        """After a run's error: cancel the writes not started and record nothing more (an
+        image written but not recorded is done again by a resume)."""
+        for _, future in self._queue:
+            future.cancel()
+        self._queue.clear()
 
     def write(self, explained: Explained) -> dict[str, Any]:
         """Render and write one image's files; its success record."""
@@ -160,8 +180,10 @@ class Writer:
         if not self.ledger.has(item.name):
             try:
                 record = future.result()
-            except (CamRtError, OSError, MemoryError) as exc:  # e.g. disk full: this image
-                self.ledger.failed(item, failure(exc))
+            except OutputFolderError:  # e.g. a full disk: the run's error, not this image's
+                raise
+            except Exception as exc:
+                self.ledger.failed(item, failure(exc, "rendering or writing"))
             else:
                 self.ledger.done(record)
         self._queue.popleft()
@@ -178,20 +200,6 @@ class RunEngine(Protocol):
     def run(self, items: Sequence[InputItem]) -> RunSummary: ...
 
 
-def check_outdir(outdir: Path) -> None:
-    """Create ``outdir``; ConfigError if it cannot be written."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        probe = outdir / f".cam-rt-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"output folder {outdir} is not writable ({exc.strerror or exc}): choose "
-            "another -o folder"
-        ) from exc
-
-
 def run_pipeline(
     items: Sequence[InputItem],
     outdir: Path,
@@ -200,31 +208,57 @@ def run_pipeline(
     events: Events | None = None,
 ) -> RunSummary:
     """Run ``explain_all`` over ``items`` (those already recorded and written are skipped with
-    ``skip_existing``); returns the summary (``interrupted`` after Ctrl-C / SIGTERM)."""
+    ``skip_existing``; only part I of N with ``shard``); returns the summary (``interrupted``
+    after Ctrl-C / SIGTERM). ConfigError if another run holds ``outdir``;
+    :class:`OutputFolderError` if it fills up or fails (what was recorded stays)."""
     outdir = Path(outdir)
     check_outdir(outdir)
     sheet = None if config.grid is None else GridSheet(config.grid, items, config.max_pixels)
     if sheet is not None:
         sheet.check_writable()
+    with FolderLock(outdir):
+        try:
+            remove_temporaries(outdir, recursive=True)
+        except OSError as exc:
+            raise write_error(outdir, outdir, exc) from exc
+        return _run_locked(items, outdir, config, explain_all, events, sheet)
+
+
+def _run_locked(
+    items: Sequence[InputItem],
+    outdir: Path,
+    config: RunConfig,
+    explain_all: ExplainAll,
+    events: Events | None,
+    sheet: GridSheet | None,
+) -> RunSummary:
     start = time.perf_counter()
-    summary = RunSummary(total=len(items))
+    emit = events or (lambda _kind, _data: None)
+    shard = config.shard
+    mine = items if shard is None else [item for item in items if in_shard(item.name, shard)]
+    summary = RunSummary(total=len(mine))
     journal = Journal(outdir)
-    recorded = journal.recorded() if config.skip_existing else set()
-    if not config.skip_existing:
+    keep: bool | Callable[[str], bool] = True  # previous lines merged into results.jsonl
+    if config.skip_existing:
+        recorded = journal.recorded(lambda text: emit("warning", {"message": text}))
+    else:
         journal.clear()  # a killed run's leftovers are not this run's
+        recorded = set()
+        keep = False if shard is None else (lambda name: not in_shard(name, shard))
+    finished = False  # the run ended (done or interrupted), not by an error
     try:
         with (
             journal,
             ThreadPoolExecutor(config.write_workers, thread_name_prefix="cam-rt-write") as pool,
         ):
-            ledger = Ledger(journal, summary, events or (lambda _kind, _data: None))
+            ledger = Ledger(journal, summary, emit)
             todo = [
                 item
-                for item in items
+                for item in mine
                 if item.name not in recorded
                 or not all(output_path(outdir, item.name, k).is_file() for k in config.save)
             ]
-            ledger.start(len(items), len(items) - len(todo))
+            ledger.start(len(mine), len(mine) - len(todo))
             writer = Writer(pool, outdir, config, ledger, sheet)
             try:
                 explain_all(todo, writer)
@@ -232,12 +266,20 @@ def run_pipeline(
             except KeyboardInterrupt:
                 writer.drain(interrupted=True)
                 raise
+            except BaseException:
+                writer.abandon()
+                raise
+        finished = True
     except KeyboardInterrupt:
-        summary.interrupted = True
+        summary.interrupted = finished = True
     finally:
-        records = journal.merge(items, keep_results=config.skip_existing)
-        if sheet is not None:
-            sheet.write(outdir, records)
+        try:
+            records = journal.merge(items, keep_results=keep)
+            if sheet is not None:
+                sheet.write(outdir, records)
+        except CamRtError:
+            if finished:  # else the error that ended the run is the one to report
+                raise
         summary.seconds = time.perf_counter() - start
     return summary
 
@@ -292,11 +334,11 @@ class Runner:
                         item, future = pending.popleft()
                         try:
                             batch.append((item, *future.result()))
-                        except (CamRtError, MemoryError) as exc:
-                            writer.failed(item, exc)
+                        except Exception as exc:  # whatever the decoder raised: this image
+                            writer.failed(item, exc, "decoding")
                         refill()
                     self.explain_batch(batch, writer)
-            except KeyboardInterrupt:
+            except BaseException:  # an interrupt, or the run's error: stop decoding
                 for _, decoding in pending:
                     decoding.cancel()
                 raise
@@ -310,13 +352,13 @@ class Runner:
         for item, loaded, seconds in batch:
             try:
                 ready.append((item, loaded, seconds, labels_for(item, self.labels)))
-            except CamRtError as exc:
-                writer.failed(item, exc)
+            except Exception as exc:
+                writer.failed(item, exc, "finding its labels")
         images, labels = [r[1] for r in ready], [r[3] for r in ready]
         results, share = explain_images(self.explainer, images, labels)
         for (item, loaded, seconds, _), result in zip(ready, results, strict=True):
             if isinstance(result, Exception):
-                writer.failed(item, result)
+                writer.failed(item, result, "explaining")
             else:
                 timings = {"decode_s": round(seconds, 6), "explain_s": round(share, 6)}
                 writer.put(Explained(item, result, loaded, timings))

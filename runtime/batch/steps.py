@@ -1,8 +1,9 @@
 """The decode and explain steps of a run, shared by the local engine and the Ray actors.
 
 (The other steps: discover in ``inputs``, render and write in ``render``, record in
-``records``.) An image that fails a step becomes an error for that image only: a batch that
-fails is explained again image by image, so one bad image fails alone.
+``records``.) An image that fails a step, whatever the exception (:func:`failure`), becomes an
+error for that image only: a batch that fails is explained again image by image, so one bad
+image fails alone.
 """
 
 from __future__ import annotations
@@ -31,18 +32,38 @@ class Explained:
     timings: dict[str, float]
 
 
-def failure(exc: BaseException) -> Exception:
-    """The error to record for an image whose step raised ``exc`` (MemoryError gets advice)."""
+def _kind(exc: BaseException) -> str:
+    kind = type(exc)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def failure(exc: BaseException, step: str = "processing") -> Exception:
+    """The error to record for an image whose ``step`` raised ``exc``: cam-rt's own errors as
+    they are, MemoryError with advice, anything else (a decoder's struct.error, cv2.error,
+    KeyError, ...) as an InputError naming it, on one line."""
     if isinstance(exc, MemoryError):
         return InputError("not enough memory for this image: lower --batch-size or --max-pixels")
-    assert isinstance(exc, Exception)
-    return exc
+    if isinstance(exc, CamRtError):
+        return exc
+    detail = " ".join(str(exc).split())
+    return InputError(
+        f"{step} failed ({_kind(exc)}{': ' + detail if detail else ''}): the file may be "
+        "damaged; re-save it, or report this error with the file"
+    )
 
 
 def decode(path: Path, max_pixels: int) -> tuple[LoadedImage, float]:
-    """The image file at ``path`` and the seconds reading it took (InputError if unusable)."""
+    """The image file at ``path`` and the seconds reading it took (InputError if unusable,
+    whatever the decoder raised)."""
     start = time.perf_counter()
-    loaded = read_image(path, max_pixels)
+    try:
+        loaded = read_image(path, max_pixels)
+    except Exception as exc:
+        raise failure(exc, "decoding") from exc
     return loaded, time.perf_counter() - start
 
 
@@ -51,8 +72,8 @@ def _explain(
 ) -> CamResult | Exception:
     try:
         return explainer.explain(image.pixels, labels=None if labels is None else [labels])[0]
-    except (CamRtError, MemoryError) as exc:
-        return failure(exc)
+    except Exception as exc:
+        return failure(exc, "explaining")
 
 
 def explain_images(
@@ -74,9 +95,9 @@ def explain_images(
     out: list[CamResult | Exception]
     try:
         out = list(explainer.explain([i.pixels for i in images], labels=use))
-    except (CamRtError, MemoryError) as exc:
+    except Exception as exc:  # whatever it is, it fails the image that causes it only
         if len(images) == 1:
-            out = [failure(exc)]
+            out = [failure(exc, "explaining")]
         else:
             out = [_explain(explainer, i, v) for i, v in zip(images, labels, strict=True)]
     return out, (time.perf_counter() - start) / len(images)

@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..batch.io import check_output
 from ..batch.runner import load_labels
 from ..errors import ConfigError
 from ..explain import ClassSelection, Explainer
-from ..tools.evaluate import EvalItem, evaluate, voc_items, write_report
+from ..tools.evaluate import EvalItem, evaluate, parse_thresholds, voc_items, write_report
 from .groups import expand, group
-from .options import DeviceOptions, ExplainOptions, ModelFile, open_model, split
+from .options import DeviceOptions, ExplainOptions, ModelFile, open_model
 from .progress import Progress
 
-__all__ = ["eval_command", "parse_thresholds"]
-
-
-def parse_thresholds(text: str) -> tuple[float, ...]:
-    """``0.10:0.40:0.01`` (start:stop:step, stop excluded) or a comma list."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0 or stop <= start:
-                raise ValueError
-            count = math.ceil((stop - start) / step - 1e-9)
-            return tuple(round(start + i * step, 6) for i in range(count))
-        return tuple(float(v) for v in split(text))
-    except ValueError:
-        raise ConfigError(
-            f"--thresholds '{text}' is not START:STOP:STEP or a list, e.g. 0.10:0.40:0.01"
-        ) from None
+__all__ = ["eval_command", "parse_thresholds"]  # parse_thresholds: tools.evaluate's
 
 
 def _items(
@@ -105,12 +89,15 @@ def eval_command(
             )
         for values in label_map.values():
             explainer.resolve_labels(values)
+    sweep = parse_thresholds(thresholds)
+    if json_file is not None:
+        check_output(json_file)  # a bad --json path is refused before the evaluation
     progress = Progress(quiet)
     with progress:
         report = evaluate(
             explainer,
             items,
-            parse_thresholds(thresholds),
+            sweep,
             predicted_labels,
             label_map,
             progress.event,
@@ -122,3 +109,5 @@ def eval_command(
     typer.echo(report.table())
     if json_file is not None:
         write_report(json_file, report)
+    if report.failed:  # as for run: 2 = some inputs failed (they are named in the report)
+        raise typer.Exit(2)

@@ -14,6 +14,11 @@ value is a one-line ``ConfigError`` before the command body runs.
 
 ``group(cls, skip=..., only=...)`` leaves fields out of a command (they keep their defaults);
 ``group(cls, help={...}, field=value)`` gives a field another help text or default there.
+
+A group may also define ``notes(given) -> list[str]``: warnings about its values, ``given``
+being the fields set on the command line (or through the environment), not left at their
+defaults; each is printed as one ``cam-rt: warning:`` line before the command runs (e.g.
+``--scales has no effect without --tta``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from copy import copy
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
@@ -73,9 +78,14 @@ class _Group:
             )
         return out
 
-    def build(self, values: Mapping[str, Any]) -> Any:
-        """The group object of the options' values (fields left out keep their defaults)."""
-        return self.cls(**{**self.defaults, **values})
+    def build(self, values: Mapping[str, Any], given: Set[str] = frozenset()) -> Any:
+        """The group object of the options' values (fields left out keep their defaults); its
+        notes about the ``given`` fields printed as warnings."""
+        built = self.cls(**{**self.defaults, **values})
+        notes: Callable[[Set[str]], list[str]] | None = getattr(built, "notes", None)
+        for text in notes(given & set(self.fields)) if notes is not None else ():
+            typer.echo(f"cam-rt: warning: {text}", err=True)
+        return built
 
 
 def group(
@@ -115,10 +125,30 @@ def expand(command: Command) -> Command:
 
     @functools.wraps(command)
     def run(**values: Any) -> None:
+        given = _given(values.pop(_CONTEXT, None))
         picked = {name: {f: values.pop(f) for f in g.fields} for name, g in groups.items()}
-        built = {name: g.build(picked[name]) for name, g in groups.items()}
+        built = {name: g.build(picked[name], given) for name, g in groups.items()}
         command(**values, **built)
 
+    if groups:  # typer passes its context: where each option's value came from
+        params.append(
+            inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        )
     run.__dict__["__signature__"] = signature.replace(parameters=params)
     run.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
     return run
+
+
+_CONTEXT = "cam_rt_context"  # the parameter typer fills with its Context
+
+
+def _given(ctx: typer.Context | None) -> frozenset[str]:
+    """The parameters set on the command line or through the environment (not defaults)."""
+    if ctx is None:
+        return frozenset()
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return frozenset(
+        name
+        for name, source in sources.items()
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    )

@@ -106,7 +106,9 @@ def quantize_command(
     )
     if not calibration.is_dir():
         raise ConfigError(f"--calibration {calibration} is not a folder of images")
-    pictures = load_calibration(calibration, config.max_images)
+    pictures = load_calibration(
+        calibration, config.max_images, lambda text: typer.echo(f"cam-rt: {text}", err=True)
+    )
     report = quantize_model(
         model, pictures, output, config, lambda text: typer.echo(f"cam-rt: {text}", err=True)
     )

@@ -12,7 +12,7 @@ group with :func:`~cam_rt.runtime.cli.groups.group` (see that module).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, get_args
@@ -81,10 +81,24 @@ _INPUT_SIZE_HELP = (
 )
 
 
+#: The TTA fields and how each is named on the command line (by its value).
+_TTA_OPTIONS: dict[str, Callable[[object], str]] = {
+    "scales": lambda _: "--scales",
+    "flip": lambda on: "--flip" if on else "--no-flip",
+    "tta_mode": lambda _: "--tta-mode",
+    "batch_flips": lambda on: "--batch-flips" if on else "--no-batch-flips",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ExplainOptions:
     """What to compute: one field per option of :class:`ExplainConfig` and its
-    :class:`TTAConfig` (TTA runs only with ``--tta``)."""
+    :class:`TTAConfig` (TTA runs only with ``--tta``).
+
+    The TTA options (``--scales``, ``--flip``, ``--tta-mode``, ``--batch-flips``) are checked
+    whether or not ``--tta`` is given, so a bad value is an error either way; given without
+    ``--tta`` they do nothing, and :meth:`notes` says so (one warning line).
+    """
 
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Multi-scale + flip TTA.")] = (
         _EXPLAIN.tta is not None
@@ -122,7 +136,19 @@ class ExplainOptions:
     alpha: Annotated[AlphaPolicy, choice("--alpha", hidden=True)] = _EXPLAIN.alpha
 
     def __post_init__(self) -> None:
+        TTAConfig(parse_scales(self.scales), self.flip, self.tta_mode)  # with or without --tta
         self.config()  # every value checked now: a bad one is a one-line ConfigError
+
+    def notes(self, given: Set[str]) -> list[str]:
+        """The warning for TTA options ``given`` (set on the command line) without --tta."""
+        if self.tta:
+            return []
+        unused = [name(getattr(self, f)) for f, name in _TTA_OPTIONS.items() if f in given]
+        if not unused:
+            return []
+        return [
+            f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect without --tta"
+        ]
 
     def tta_config(self) -> TTAConfig | None:
         """The TTAConfig of ``--scales``, ``--flip`` and ``--tta-mode``; None without --tta."""

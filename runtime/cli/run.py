@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import typer
 
+from ..batch.inputs import parse_shard
 from ..batch.ray_engine import RayConfig, RayRunner
 from ..batch.runner import RunConfig, RunEngine, Runner, discover_inputs, load_labels
 from ..errors import ConfigError
@@ -56,6 +59,12 @@ def run_command(
     skip_existing: Annotated[
         bool, typer.Option("--skip-existing", help="Resume: skip images whose outputs all exist.")
     ] = _RUN.skip_existing,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard", metavar="I/N", help="Run only part I of N of the inputs (array jobs)."
+        ),
+    ] = None,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Refuse larger images (decompression bombs).")
     ] = _RUN.max_pixels,
@@ -80,21 +89,30 @@ def run_command(
 ) -> None:
     """Compute CAMs for images and write overlays, maps, seeds and boxes.
 
-    Exit code: 0 all done, 2 some inputs failed, 1 nothing could run, 130 interrupted.
+    Exit code: 0 all done, 2 some inputs failed, 1 nothing could run or the run had to stop
+    (another run writes the folder, the disk is full), 130 interrupted.
     """
     if engine not in get_args(Engine):
         raise ConfigError(f"--engine '{engine}' is unknown: use local or ray")
-    explain_config = explain.config()
+    explain_config = replace(explain.config(), max_input_pixels=max_pixels)
     run_config = RunConfig(
         save=tuple(split(save)),
         bg_threshold=bg_threshold,
         max_pixels=max_pixels,
         skip_existing=skip_existing,
         grid=grid_file,
+        shard=None if shard is None else parse_shard(shard),
     )
     items = discover_inputs(inputs, exclude=[outdir])
     label_map = load_labels(labels) if labels is not None else None
     progress = Progress(quiet)
+
+    def events(kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "warning":  # e.g. damaged lines of the records a resume reads
+            typer.echo(f"cam-rt: warning: {data['message']}", err=True)
+        else:
+            progress.event(kind, data)
+
     session_config = device.session_config(explain_config)
     runner: RunEngine
     if engine == "ray":  # the driver reads the file's metadata only; the actors open it
@@ -107,7 +125,7 @@ def run_command(
             outdir,
             run_config,
             label_map,
-            progress.event,
+            events,
             ray_config,
             session_config=session_config,
         )
@@ -117,7 +135,7 @@ def run_command(
         explainer = Explainer(open_model(model, session_config), explain_config)
         for values in (label_map or {}).values():  # unknown classes: say so before any work
             explainer.resolve_labels(values)
-        runner = Runner(explainer, outdir, run_config, label_map, progress.event)
+        runner = Runner(explainer, outdir, run_config, label_map, events)
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         with progress:

@@ -9,9 +9,23 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["as_image_list", "prepare_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "as_image_list", "describe_pixels", "prepare_image"]
 
 AlphaPolicy = Literal["error", "drop"]
+
+#: The default of ``--max-pixels``: the largest image cam-rt decodes and the largest model
+#: input (one TTA pass, after buckets) it builds. Pillow's own limit is not used (see
+#: :func:`cam_rt.runtime.batch.io.read_image`), so the option may go above it.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def describe_pixels(count: int) -> str:
+    """A pixel count as messages print it: ``100 pixels``, ``4,096 pixels``, ``12.3 MP``,
+    ``179 MP``, ``10,800 MP`` (MP: 10^6 pixels)."""
+    if count < 1_000_000:
+        return f"{count:,} pixels"
+    mega = count / 1e6
+    return f"{mega:,.0f} MP" if mega >= 99.95 else f"{mega:.3g} MP"
 
 
 def as_image_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:

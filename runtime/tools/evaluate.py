@@ -5,12 +5,16 @@ of the image's classes; the label is the argmax, background winning ties. Pixels
 labelled 255 are ignored. ``IoU_c = TP / (T + P - TP + 1e-10)`` over the whole set, and mIoU is
 the mean over all classes including background, as OC-CSE computes it (a class absent from both
 the masks and the predictions counts as 0; the report names such classes). The background
-threshold t is swept (0.10, 0.11, ..., 0.39 by default) and the best t is reported.
+threshold t is swept (0.10, 0.11, ..., 0.39 by default; at most 1000 thresholds) and the best t
+is reported. An image, or mask, that cannot be used is reported with what was wrong (an event
+and ``EvalReport.failed``) and left out; the others are scored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,22 +22,58 @@ from typing import Any
 
 import numpy as np
 
-from ..batch.io import IMAGE_SUFFIXES, read_image
-from ..errors import ConfigError, InputError
-from ..explain import Explainer
+from ..batch.io import IMAGE_SUFFIXES, open_image, read_image
+from ..errors import CamRtError, ConfigError, InputError
+from ..explain import CamResult, Explainer
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "MAX_THRESHOLDS",
     "EvalItem",
     "EvalReport",
     "SeedScorer",
     "iou_from_confusion",
+    "parse_thresholds",
     "read_mask",
     "voc_items",
 ]
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.10 + 0.01 * i, 2) for i in range(30))
+#: The most thresholds one sweep takes: each keeps an (n, n) int64 confusion matrix and a pass
+#: over every pixel.
+MAX_THRESHOLDS = 1000
 IGNORE = 255
+
+
+def _too_many(count: int, what: str) -> ConfigError:
+    return ConfigError(
+        f"{what} gives {count} thresholds; at most {MAX_THRESHOLDS} are swept (each keeps a "
+        "confusion matrix): use a coarser step, e.g. 0.10:0.40:0.01"
+    )
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """``0.10:0.40:0.01`` (start:stop:step, stop excluded) or a comma list (``--thresholds``);
+    a range is counted before it is built, so a huge one is refused at once."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop <= start:
+                raise ValueError
+            count = math.ceil((stop - start) / step - 1e-9)
+            if count > MAX_THRESHOLDS:
+                raise _too_many(count, f"--thresholds '{text}'")
+            return tuple(round(start + i * step, 6) for i in range(count))
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ConfigError:
+        raise
+    except ValueError:
+        raise ConfigError(
+            f"--thresholds '{text}' is not START:STOP:STEP or a list, e.g. 0.10:0.40:0.01"
+        ) from None
+    if len(values) > MAX_THRESHOLDS:
+        raise _too_many(len(values), f"--thresholds '{text[:40]}...'")
+    return values
 
 
 def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
@@ -51,6 +91,8 @@ class SeedScorer:
     def __init__(self, num_labels: int, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
         if not thresholds:
             raise ConfigError("thresholds is empty: give at least one background threshold")
+        if len(thresholds) > MAX_THRESHOLDS:
+            raise _too_many(len(thresholds), "--thresholds")
         if any(not 0.0 <= t <= 1.0 for t in thresholds):
             raise ConfigError(f"thresholds must lie in [0, 1]; got {list(thresholds)}")
         self.n = num_labels
@@ -109,6 +151,8 @@ class EvalReport:
     by_threshold: Mapping[float, float]
     absent: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: (name, error) of each item left out because its image or mask could not be used.
+    failed: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +162,7 @@ class EvalReport:
             "per_class_iou": {k: round(v, 6) for k, v in self.per_class.items()},
             "miou_by_threshold": {f"{t:.2f}": round(m, 6) for t, m in self.by_threshold.items()},
             "classes_absent": list(self.absent),
+            "failed": [{"name": name, "error": error} for name, error in self.failed],
             **self.extra,
         }
 
@@ -127,6 +172,11 @@ class EvalReport:
         lines.append(f"{'mIoU':<16} {100 * self.miou:6.2f}  ({self.images} images)")
         if self.absent:
             lines.append(f"absent from masks and predictions (IoU 0): {', '.join(self.absent)}")
+        if self.failed:
+            name, error = self.failed[0]
+            lines.append(
+                f"{len(self.failed)} images failed and were not scored; first {name}: {error}"
+            )
         return "\n".join(lines)
 
 
@@ -138,19 +188,15 @@ class EvalItem:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A label mask: a palette/grayscale PNG read as its indices (H, W) uint8."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise InputError(
-                    f"mask {path} is a {im.mode} image; expected a palette or grayscale PNG of "
-                    "class indices (VOC SegmentationClass)"
-                )
-            return np.asarray(im, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputError(f"cannot read mask {path}: {exc}") from exc
+    """A label mask: a palette/grayscale PNG read as its indices (H, W) uint8 (InputError for
+    what :func:`~cam_rt.runtime.batch.io.open_image` refuses, and for other image modes)."""
+    with open_image(path) as im:
+        if im.mode not in ("P", "L"):
+            raise InputError(
+                f"mask {path} is a {im.mode} image; expected a palette or grayscale PNG of "
+                "class indices (VOC SegmentationClass)"
+            )
+        return np.asarray(im, dtype=np.uint8).copy()
 
 
 def _find_image(folder: Path, name: str) -> Path:
@@ -187,6 +233,58 @@ def voc_items(
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """An item whose image and mask were read and agree: what the explain step takes."""
+
+    item: EvalItem
+    picture: np.ndarray
+    mask: np.ndarray
+    labels: list[int | str] | None
+
+
+def _read(item: EvalItem, classes: int, labels: Sequence[int | str] | None) -> _Ready:
+    """The image and mask of ``item``, checked against each other and the model's classes."""
+    picture = read_image(item.image).pixels
+    mask = read_mask(item.mask)
+    if picture.shape[:2] != mask.shape:
+        raise InputError(f"image {item.image} is {picture.shape[:2]} but its mask is {mask.shape}")
+    found = [int(c) for c in np.unique(mask) if c != IGNORE]
+    if found and found[-1] > classes:
+        raise InputError(
+            f"mask {item.mask} has label {found[-1]} (class id {found[-1] - 1}), but the model "
+            f"has {classes} classes (labels 1..{classes}; 0 is background, {IGNORE} ignored): "
+            "check that the masks go with this model"
+        )
+    chosen: list[int | str] = (
+        list(labels) if labels is not None else [c - 1 for c in found if c > 0]
+    )
+    return _Ready(item, picture, mask, chosen)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this image: lower --batch-size"
+    return str(exc)
+
+
+def _explain(explainer: Explainer, ready: Sequence[_Ready]) -> list[CamResult | BaseException]:
+    """One result per item: the items in one call, or if that fails, each alone."""
+    labels = None if ready[0].labels is None else [r.labels or [] for r in ready]
+    try:
+        return list(explainer.explain([r.picture for r in ready], labels=labels))
+    except (CamRtError, MemoryError) as exc:
+        if len(ready) == 1:
+            return [exc]
+    out: list[CamResult | BaseException] = []
+    for r in ready:
+        try:
+            out.append(explainer.explain(r.picture, None if r.labels is None else [r.labels])[0])
+        except (CamRtError, MemoryError) as exc:
+            out.append(exc)
+    return out
+
+
 def evaluate(
     explainer: Explainer,
     items: Sequence[EvalItem],
@@ -196,34 +294,49 @@ def evaluate(
     events: Callable[[str, Mapping[str, Any]], None] | None = None,
 ) -> EvalReport:
     """Score the CAM seeds of ``items``. Classes come from the ground-truth masks (OC-CSE),
-    from ``labels`` when given, or from the model's predictions with ``predicted_labels``."""
+    from ``labels`` when given, or from the model's predictions with ``predicted_labels``.
+
+    An item whose image or mask is unusable (unreadable, sizes differ, labels the model does
+    not have) or that fails to explain is reported (a ``failed`` event, ``report.failed``)
+    and left out; InputError if no item could be scored."""
     names = explainer.session.class_names
     scorer = SeedScorer(len(names) + 1, thresholds)
     say = events or (lambda _k, _d: None)
     say("start", {"total": len(items), "skipped": 0})
+    failed: list[tuple[str, str]] = []
+
+    def fail(item: EvalItem, exc: BaseException) -> None:
+        failed.append((item.name, _message(exc)))
+        say("failed", {"record": {"name": item.name, "error": failed[-1][1]}})
+
     batch = max(1, explainer.config.batch_size // 2)
     for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        pictures = [read_image(item.image).pixels for item in chunk]
-        masks = [read_mask(item.mask) for item in chunk]
-        for item, picture, mask in zip(chunk, pictures, masks, strict=True):
-            if picture.shape[:2] != mask.shape:
-                raise InputError(
-                    f"image {item.image} is {picture.shape[:2]} but its mask is {mask.shape}"
-                )
+        ready: list[_Ready] = []
+        for item in items[start : start + batch]:
+            try:
+                if labels is not None and item.name not in labels:
+                    raise InputError(f"no labels for '{item.name}' in the labels given")
+                given = labels[item.name] if labels is not None else None
+                ready.append(_read(item, len(names), given))
+            except (CamRtError, MemoryError) as exc:
+                fail(item, exc)
         if predicted_labels:
-            per_image = None
-        elif labels is not None:
-            per_image = [list(labels[item.name]) for item in chunk]
-        else:
-            per_image = [[int(c) - 1 for c in np.unique(m) if 0 < c < IGNORE] for m in masks]
-        results = explainer.explain(pictures, labels=per_image)
-        for item, result, mask in zip(chunk, results, masks, strict=True):
-            scorer.add(result.maps, result.class_ids, mask)
-            say("done", {"record": {"name": item.name}})
+            ready = [_Ready(r.item, r.picture, r.mask, None) for r in ready]
+        results = _explain(explainer, ready) if ready else []
+        for r, result in zip(ready, results, strict=True):
+            if isinstance(result, BaseException):
+                fail(r.item, result)
+                continue
+            scorer.add(result.maps, result.class_ids, r.mask)
+            say("done", {"record": {"name": r.item.name}})
+    if not scorer.images:
+        name, error = failed[0] if failed else ("-", "no items")
+        raise InputError(
+            f"no image could be scored: all {len(failed)} failed, first {name}: {error}"
+        )
     report = scorer.report(names)
     report.extra["labels"] = "predicted" if predicted_labels else "ground truth"
-    return report
+    return dataclasses.replace(report, failed=tuple(failed))
 
 
 def write_report(path: Path, report: EvalReport) -> None:

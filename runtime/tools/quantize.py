@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,8 +27,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..backend.session import CamSession, SessionConfig
-from ..batch.io import publish, read_image
-from ..errors import ConfigError, FidelityError, MissingDependencyError
+from ..batch.io import Temporary, check_output, read_image
+from ..errors import ConfigError, FidelityError, InputError, MissingDependencyError
 from ..explain import ClassSelection, ExplainConfig, Explainer
 from ..maps.tta import InputSize, TTAConfig, plan_passes, resize_input
 from ..metadata import INPUT_NAME, PREFIX, ModelMetadata
@@ -232,6 +230,7 @@ def quantize_model(
         raise ConfigError("the output would overwrite the input model: give another -o path")
     if out.is_dir():
         raise ConfigError(f"output {out} is a folder: give a file name such as model.int8.onnx")
+    target = check_output(out)  # a FIFO, socket or device is refused before any work
     float_session = CamSession(source, SessionConfig(providers=("cpu",)))
     if float_session.metadata.fp16:
         raise ConfigError(f"{source} is an fp16 export: quantize the fp32 file instead")
@@ -262,11 +261,9 @@ def quantize_model(
         "entropy": q.CalibrationMethod.Entropy,
         "percentile": q.CalibrationMethod.Percentile,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Temporary(target.parent) as staging:  # removed unless published
+        tmp = staging.path
         q.quantize_static(
             str(source),
             str(tmp),
@@ -303,10 +300,7 @@ def quantize_model(
                 "on more or more typical images, keep the head in float, lower --floor, or "
                 "--force to write it anyway"
             )
-        publish(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        staging.publish(target)
     say(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     return QuantizeReport(
         path=out,
@@ -339,12 +333,34 @@ def _fidelity(
     )
 
 
-def load_calibration(folder: Path, limit: int) -> list[np.ndarray]:
-    """Up to ``limit`` images of ``folder`` (recursive, sorted), decoded to RGB."""
-    from ..batch.runner import discover_inputs
+def load_calibration(
+    folder: Path, limit: int, log: Callable[[str], None] | None = None
+) -> list[np.ndarray]:
+    """Up to ``limit`` images of ``folder`` (recursive, sorted), decoded to RGB. An image that
+    cannot be read is skipped (``log`` gets a line naming it and why) and the next one taken;
+    ConfigError if none can be read."""
+    from ..batch.inputs import discover_inputs
 
-    items = discover_inputs([str(folder)])[:limit]
-    return [read_image(item.path).pixels for item in items]
+    say = log or (lambda _text: None)
+    images: list[np.ndarray] = []
+    failed: list[str] = []
+    for item in discover_inputs([str(folder)]):
+        if len(images) >= limit:
+            break
+        try:
+            images.append(read_image(item.path).pixels)
+        except InputError as exc:
+            failed.append(str(exc))
+            say(f"skipped a calibration image: {exc}")
+        except MemoryError:
+            failed.append(f"{item.path}: not enough memory to decode it")
+            say(f"skipped a calibration image: {failed[-1]}")
+    if not images:
+        raise ConfigError(
+            f"no calibration image in {folder} could be read ({len(failed)} tried, first: "
+            f"{failed[0]}): give a folder of readable images"
+        )
+    return images
 
 
 def report_dict(report: QuantizeReport) -> dict[str, Any]:

@@ -225,6 +225,9 @@ def write_repository(model: str | Path, out: str | Path, config: TritonConfig) -
     meta = session.metadata
     name = config.name or re.sub(r"[^A-Za-z0-9_.-]", "_", source.stem)
     folder = root / name
+    _check_output(
+        root, folder, name, meta.external_data, [source, source.parent / meta.external_data]
+    )
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(
             f"{folder} already exists and is not empty: choose another --name or remove it"
@@ -248,6 +251,30 @@ def write_repository(model: str | Path, out: str | Path, config: TritonConfig) -
     write_atomic(root / f"{name}_client.py", client_source(name, config).encode())
     write_atomic(folder / "config.pbtxt", text.encode())  # last: Triton loads complete models
     return folder
+
+
+def _check_output(root: Path, folder: Path, name: str, side: str, sources: list[Path]) -> None:
+    """ConfigError unless ``root`` is (or can be made) a folder and writing the repository
+    there (the model's folder, ``side`` its weights' side file) leaves the model's own files
+    (``sources``) alone."""
+    for parent in (root, *root.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"-o {root}: {parent} is a file, not a folder: give a folder for the model "
+                    "repository (it is created if missing)"
+                )
+            break
+    version = folder / "1"
+    names = ("cam_rt_metadata.json", "config.pbtxt")
+    written = [folder, version, version / "model.onnx", root / f"{name}_client.py"]
+    written += [folder / n for n in names] + ([version / side] if side else [])
+    own = {p.resolve() for p in sources if p.is_file()}
+    if any(p.resolve() in own for p in written):
+        raise ConfigError(
+            f"-o {root} with the name '{name}' would overwrite the model itself "
+            f"({sources[0]}): write the repository to another folder or give another --name"
+        )
 
 
 def client_source(name: str, config: TritonConfig) -> str:

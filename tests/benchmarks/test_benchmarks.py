@@ -54,6 +54,7 @@ def test_summarize() -> None:
             "smoke_stages",
         ),
         ("gpu.py", ["--devices", "cpu", "--quick", "--name", "smoke_gpu"], "smoke_gpu"),
+        ("soak.py", ["--images", "60", "--name", "smoke_soak"], "smoke_soak"),
     ],
 )
 def test_scripts_run(tmp_path: Path, script: str, args: list[str], result: str) -> None:

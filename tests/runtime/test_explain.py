@@ -242,3 +242,96 @@ def test_labels_must_be_one_list_per_image(tmp_path: Path) -> None:
         explainer.explain(np.zeros((8, 8, 3), np.uint8), labels=["c0"])
     with pytest.raises(InputError, match="images is a NoneType"):
         explainer.explain(None)  # type: ignore[arg-type]
+
+
+_OVERSIZED = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))  # a bug here cannot swap
+import numpy as np
+from cam_rt.runtime import (
+    CamSession, ClassSelection, ExplainConfig, Explainer, InputSize, TTAConfig
+)
+model, height, width, scales, bucket, size = json.loads(sys.argv[1])
+config = ExplainConfig(
+    tta=TTAConfig(tuple(scales)) if scales else None,
+    classes=ClassSelection("all"),
+    bucket=bucket,
+    input_size=InputSize.parse(size),
+)
+try:
+    Explainer(CamSession(model), config).explain(np.zeros((height, width, 3), np.uint8))
+except Exception as exc:
+    print(type(exc).__name__ + ": " + str(exc))
+"""
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "scales", "bucket", "size", "message"),
+    [
+        (
+            1536,
+            2048,
+            [1, 30],
+            0,
+            "image",
+            "image 0 (1536x2048) at TTA scale 30 would run at 46080x61440 pixels (2,831 MP), "
+            "above --max-pixels 100000000 (100 MP): lower --scales or raise --max-pixels",
+        ),
+        (
+            64,
+            48,
+            [],
+            100000,
+            "image",
+            "image 0 (64x48) with --bucket 100000 would run at 100000x100000 pixels "
+            "(10,000 MP), above --max-pixels 100000000 (100 MP): lower --bucket or raise "
+            "--max-pixels",
+        ),
+        (
+            8,
+            8,
+            [0.5, 1],
+            0,
+            "20000x20000",
+            "image 0 (8x8) at --input-size 20000x20000 would run at 20000x20000 pixels "
+            "(400 MP), above --max-pixels 100000000 (100 MP): lower --input-size or raise "
+            "--max-pixels",
+        ),
+    ],
+)
+def test_inputs_above_max_pixels_are_refused_before_allocating(
+    tmp_path: Path,
+    height: int,
+    width: int,
+    scales: list[float],
+    bucket: int,
+    size: str,
+    message: str,
+) -> None:
+    """The largest input an image would make (size x largest scale, rounded as the mode
+    rounds, then bucketed) is checked before any is resized. Run in a process whose address
+    space is capped at 2 GB (the refused inputs would take 34 GB and 120 GB)."""
+    import json
+    import subprocess
+    import sys
+
+    model = str(channel_model(tmp_path / "m.onnx", channels=3))
+    args = json.dumps([model, height, width, scales, bucket, size])
+    proc = subprocess.run(
+        [sys.executable, "-c", _OVERSIZED, args], capture_output=True, text=True, check=False
+    )
+    assert proc.stdout.strip() == f"InputError: {message}", proc.stderr
+
+
+def test_max_input_pixels_is_the_explainers_limit(session: CamSession) -> None:
+    limited = Explainer(session, ExplainConfig(max_input_pixels=63))
+    with pytest.raises(InputError) as info:
+        limited.explain(_image(1, 2, 3))
+    assert str(info.value) == (
+        "image 0 (8x8) would run at 8x8 pixels (64 pixels), above --max-pixels 63 (63 pixels): "
+        "give a smaller image or --input-size, or raise --max-pixels"
+    )
+    assert len(Explainer(session, ExplainConfig(max_input_pixels=64)).explain(_image(1, 2, 3)))
+    for bad in (0, True, 1.5):
+        with pytest.raises(ConfigError, match="max_input_pixels .* must be an integer >= 1"):
+            ExplainConfig(max_input_pixels=bad)  # type: ignore[arg-type]

@@ -137,3 +137,48 @@ def test_bad_input_size_fixed_size_and_method(key: str, value: str, message: str
 def test_metadata_fields_are_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _meta(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("classes", "[1, 2]", r"cam_rt.classes '\[1, 2\]' is not a JSON list of class names"),
+        ("classes", '{"a": 1, "b": 2}', "cam_rt.classes .* is not a JSON list of class names"),
+        ("classes", "null", "cam_rt.classes 'null' is not a JSON list of class names"),
+        ("classes", '["a", "b"', r"cam_rt.classes '\[\"a\", \"b\"' is not JSON"),
+        ("classes", "[]", "cam_rt.classes '\\[\\]' is not a JSON list of class names"),
+        ("activation", "relu", r"cam_rt.activation 'relu' is not one of \('sigmoid', 'softmax'\)"),
+        ("input_size", "big", "cam_rt.input_size 'big' is not HxW"),
+        ("output_stride", "eight", "cam_rt.output_stride 'eight' is not an integer"),
+        ("output_stride", "-8", "cam_rt.output_stride '-8' is not an integer >= 0"),
+        ("format_version", "one", "cam_rt.format_version 'one' is not an integer"),
+        ("fp16", '"no"', "cam_rt.fp16 '\"no\"' is not true or false"),
+        ("producer", "[1]", r"cam_rt.producer '\[1\]' is not a JSON object of strings"),
+        ("preprocess", "[]", r"cam_rt.preprocess '\[\]' is not"),
+        ("preprocess", '{"mode": "caffe"}', "cam_rt.preprocess .* is not"),
+        ("cam_weights", "not base64!", "cam_rt.cam_weights is not a base64 .npy array"),
+    ],
+)
+def test_malformed_values_are_one_line_load_errors(key: str, value: str, message: str) -> None:
+    """A bad value in a file's metadata: a one-line ModelLoadError naming the key, no
+    traceback (numbers, dicts or null as class names were taken, or failed later)."""
+    props = _meta().to_props()
+    props[f"cam_rt.{key}"] = value
+    with pytest.raises(ModelLoadError, match=f"^m.onnx has broken cam-rt metadata: {message}"):
+        ModelMetadata.from_props(props, where="m.onnx")
+    try:
+        ModelMetadata.from_props(props, where="m.onnx")
+    except ModelLoadError as exc:
+        text = str(exc)
+    assert "\n" not in text and text.endswith(": export the model again with 'cam-rt export'")
+
+
+def test_preprocessing_channel_order_and_weights_shape_are_checked() -> None:
+    props = _meta().to_props()
+    bad = Preprocessing("torch", channel_order="GBR")  # type: ignore[arg-type]
+    props["cam_rt.preprocess"] = bad.to_json()
+    with pytest.raises(ModelLoadError, match="cam_rt.preprocess .* is not"):
+        ModelMetadata.from_props(props, where="m.onnx")
+    props = _meta(cam_weights=np.zeros(3, np.float32)).to_props()
+    with pytest.raises(ModelLoadError, match=r"cam_rt.cam_weights has shape \(3,\); expected"):
+        ModelMetadata.from_props(props, where="m.onnx")

@@ -124,3 +124,20 @@ def test_warmup_shapes() -> None:
     assert len(ranged) == 9 + 25 - 1 and {n for n, _, _ in ranged} == {2}
     with pytest.raises(ConfigError, match="needs --bucket"):
         warmup_shapes(ExplainConfig(), min_side=64, max_side=128)
+
+
+def test_warmup_refuses_inputs_above_max_pixels() -> None:
+    """Warm-up runs its shapes: one above --max-pixels is refused when planned, not allocated."""
+    config = ExplainConfig(tta=TTAConfig((1.0, 30.0), False), max_input_pixels=10**8)
+    with pytest.raises(ConfigError) as info:
+        warmup_shapes(config, sizes=[(100, 60), (1536, 2048)])
+    assert str(info.value) == (
+        "warm-up size (1536x2048) at TTA scale 30 would run at 46080x61440 pixels (2,831 MP), "
+        "above --max-pixels 100000000 (100 MP): lower --scales or raise --max-pixels"
+    )
+    assert warmup_shapes(config, sizes=[(100, 60)]) == [
+        (1, 100, 60),
+        (8, 100, 60),
+        (1, 3000, 1800),
+        (8, 3000, 1800),
+    ]

@@ -191,3 +191,73 @@ def test_cli_engine_ray(setup: tuple[Path, Path], tmp_path: Path) -> None:
     assert len(_records(tmp_path / "o")) == 7
     bad = CliRunner().invoke(get_app(), [*args, "--engine", "spark"])
     assert bad.exit_code == 1 and "--engine 'spark' is unknown" in bad.output
+
+
+class ProbeLock(CamActor):
+    """Tries the output folder's lock from its worker process on each batch (it must be
+    taken: the driver holds it while the actors work) and notes what it found."""
+
+    outdir = ""
+
+    def __call__(self, batch: dict) -> dict:  # type: ignore[override]
+        import fcntl
+
+        with open(Path(self.outdir) / ".cam-rt.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                found = "free"
+            except BlockingIOError:
+                found = "held"
+        with open(Path(self.outdir).parent / "probe.txt", "a") as notes:
+            notes.write(found + "\n")
+        return super().__call__(batch)
+
+
+def test_the_folder_is_locked_for_the_whole_ray_run(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import fcntl
+
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["*"]))
+    model, images = setup
+    items = discover_inputs([str(images)])
+    out = tmp_path / "out"
+    actor = type("ProbeLockHere", (ProbeLock,), {"outdir": str(out)})
+    summary = RayRunner(model, EXPLAIN, out, RunConfig(save=("overlay",)), actor=actor).run(items)
+    assert (summary.done, summary.failed) == (6, 1)
+    assert set((tmp_path / "probe.txt").read_text().split()) == {"held"}
+    assert not (out / ".cam-rt.lock").exists()  # released and removed at the end
+    with (out / ".cam-rt.lock").open("w") as held:  # another run holds it: refused at once
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        with pytest.raises(ConfigError, match=f"another cam-rt run \\(pid {os.getpid()}\\)"):
+            RayRunner(model, EXPLAIN, out, RunConfig(save=("overlay",))).run(items)
+
+
+def test_an_actor_records_any_decode_error_for_its_image(
+    setup: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the decoder raises (here struct.error for i1) is that row's error."""
+    import struct
+
+    from cam_rt.runtime.batch import steps
+
+    model, images = setup
+    read = steps.read_image
+
+    def flaky(path: Path, *args: object) -> object:
+        if path.name == "i0.png":
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return read(path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(steps, "read_image", flaky)
+    actor = CamActor(str(model), session_module.SessionConfig(), EXPLAIN, 10**6)
+    paths = [str(images / "i0.png"), str(images / "i2.png")]
+    out = actor(
+        {"index": np.arange(2), "path": np.asarray(paths), "labels": np.asarray(["null"] * 2)}
+    )
+    assert "struct.error: unpack requires a buffer of 4 bytes" in out["error"][0]
+    assert out["error"][1] == "" and out["maps"][1].shape[:2] == (64, 48)

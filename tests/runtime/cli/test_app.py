@@ -52,6 +52,7 @@ SURFACE: dict[str, dict[str, object]] = {
         "--save": "overlay,maps",
         "--grid": None,
         "--skip-existing": False,
+        "--shard": None,
         "--max-pixels": 100_000_000,
         "--quiet": False,
         "--engine": "local",
@@ -247,3 +248,47 @@ def test_export_subprocess(tmp_path: Path, keras_file: Path) -> None:
     assert proc.stdout.startswith(f"{out}: 5 classes, output 'features'")
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(props["cam_rt.classes"]) == list("abcde")
+
+
+USAGE = [
+    (["run"], "Missing argument 'model'", "cam-rt run"),
+    (["run", "m.onnx", "x", "--bogus"], "No such option: --bogus", "cam-rt run"),
+    (["run", "m.onnx", "x", "-o", "o", "--batch-size", "many"], "'--batch-size'", "cam-rt run"),
+    (["bench", "m.onnx", "--repeat"], "Option '--repeat' requires an argument", "cam-rt bench"),
+    (["nosuch"], "No such command 'nosuch'", "cam-rt"),
+]
+
+
+@pytest.mark.parametrize(("args", "text", "command"), USAGE)
+def test_usage_errors_are_one_line_exit_one(args: list[str], text: str, command: str) -> None:
+    """Exit code 2 means "some inputs failed" (run, eval): a usage error is 1, one line."""
+    result = runner.invoke(get_app(), args)
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("cam-rt: error: ") and text in line, line
+    assert line.endswith(f"; see '{command} --help'"), line
+    assert result.stdout == ""
+
+
+def test_usage_error_through_the_module() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cam_rt.runtime.cli", "eval", "m.onnx", "--split"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "cam-rt: error: Option '--split' requires an argument; see 'cam-rt eval --help'\n"
+    )
+
+
+def test_no_command_prints_the_help_and_exits_one() -> None:
+    """Bare `cam-rt` is a usage error (click's own classification): the help, exit code 1."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "cam_rt.runtime.cli"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert "Usage: cam-rt [OPTIONS] COMMAND [ARGS]..." in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    for help_args in (["--help"], ["run", "--help"]):  # asked for: exit code 0
+        assert runner.invoke(get_app(), help_args).exit_code == 0

@@ -80,3 +80,38 @@ def test_wrong_declarations_are_refused() -> None:
 
     with pytest.raises(TypeError, match=r"twice declares \['coats', 'colour', 'glossy'\] twice"):
         expand(twice)
+
+
+@dataclass(frozen=True, slots=True)
+class Varnish:
+    layers: Annotated[int, typer.Option("--layers", help="Layers.")] = 1
+    shiny: Annotated[bool, typer.Option("--shiny/--dull", help="Finish.")] = False
+
+    def notes(self, given: set[str]) -> list[str]:
+        return [f"given: {sorted(given)}"] if not self.shiny else []
+
+
+def test_notes_see_the_fields_given_on_the_command_line() -> None:
+    """A group's notes() get the fields set on the command line (a default typed out counts),
+    and each note is one warning line; without notes() or with nothing to say, nothing."""
+
+    @expand
+    def varnish(
+        coat: Varnish = group(Varnish),
+        wall: Paint = group(Paint, skip=["glossy"]),
+    ) -> None:
+        typer.echo("done")
+
+    app = typer.Typer()
+    app.command("varnish")(varnish)
+    app.command("other")(lambda: None)
+    cases = {
+        (): "given: []",
+        ("--layers", "1", "--coats", "2"): "given: ['layers']",  # its own fields only
+        ("--dull",): "given: ['shiny']",
+    }
+    for args, note in cases.items():
+        result = CliRunner().invoke(app, ["varnish", *args])
+        assert result.exit_code == 0, result.output
+        assert result.stderr == f"cam-rt: warning: {note}\n" and result.stdout == "done\n"
+    assert CliRunner().invoke(app, ["varnish", "--shiny"]).stderr == ""

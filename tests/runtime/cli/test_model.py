@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -77,3 +78,22 @@ def test_quantize_refusals(tmp_path: Path, model: Path) -> None:
     method = runner.invoke(get_app(), [*args, "--calibration", str(tmp_path), "--method", "mse"])
     assert method.exit_code == 1
     assert "calibration method 'mse' is unknown" in method.stderr
+
+
+def test_info_on_malformed_class_names_is_one_line(tmp_path: Path) -> None:
+    """Class names of numbers used to give a traceback in `cam-rt info` (and odd file names in
+    `cam-rt run`); now the file is refused when it is read, exit code 1."""
+    path = channel_model(tmp_path / "bad.onnx", channels=3)
+    proto = onnx.load(str(path))
+    for prop in proto.metadata_props:
+        if prop.key == "cam_rt.classes":
+            prop.value = "[1, 2, 3]"
+    onnx.save(proto, str(path))
+    for command in ("info", "warmup"):
+        result = runner.invoke(get_app(), [command, str(path)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == (
+            f"cam-rt: error: {path} has broken cam-rt metadata: cam_rt.classes '[1, 2, 3]' is "
+            'not a JSON list of class names (strings, e.g. ["cat", "dog"]): export the model '
+            "again with 'cam-rt export'\n"
+        )

@@ -68,7 +68,7 @@ def test_explain_options_build_the_config() -> None:
         bucket=32,
         input_size=InputSize("size", size=(320, 480)),
     )
-    assert ExplainOptions(scales="x", tta_mode="best").tta_config() is None  # TTA off: unread
+    assert ExplainOptions(scales="1", tta_mode="occse").tta_config() is None  # TTA off
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,9 @@ def test_explain_options_build_the_config() -> None:
         ({"tta": True, "scales": "0.5,x"}, "--scales '0.5,x' is not a list of numbers: e.g. 0.5,1"),
         ({"tta": True, "scales": "0,1"}, "scale 0.0 is invalid"),
         ({"tta": True, "tta_mode": "best"}, "TTA mode 'best' is unknown"),
+        ({"scales": "0.5,x"}, "--scales '0.5,x' is not a list of numbers"),  # without --tta too
+        ({"scales": ""}, "scales is empty"),
+        ({"tta": False, "tta_mode": "best"}, "TTA mode 'best' is unknown"),
         ({"classes": ""}, "--classes '' is empty"),
         ({"batch_size": 0}, "batch_size 0 must be >= 1"),
         ({"bucket": -1}, "bucket -1 must be an integer >= 0"),
@@ -134,6 +137,8 @@ def test_parsers() -> None:
         (["--precision", "fp64"], "OpenVINO precision 'fp64' is unknown"),
         (["--tta", "--tta-mode", "best"], "TTA mode 'best' is unknown"),
         (["--tta", "--scales", "1,a"], "--scales '1,a' is not a list of numbers"),
+        (["--scales", "1,a"], "--scales '1,a' is not a list of numbers"),
+        (["--no-tta", "--tta-mode", "best"], "TTA mode 'best' is unknown"),
         (["--batch-size", "0"], "batch_size 0 must be >= 1"),
     ],
 )
@@ -153,3 +158,38 @@ def test_choices_pass_through_to_the_config(tmp_path: Path) -> None:
     result = CliRunner().invoke(get_app(), [*args, "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     assert "warmed 2 shapes" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "warning"),
+    [
+        (["--scales", "1"], "--scales has no effect without --tta"),
+        (["--no-tta", "--no-flip", "--tta-mode", "occse"], "--no-flip, --tta-mode have no effect"),
+        (["--batch-flips"], "--batch-flips has no effect without --tta"),
+        (["--tta", "--scales", "1", "--no-flip"], None),
+        (["--scales", "0.5,1,1.5,2"], "--scales has no effect without --tta"),  # given: said
+        ([], None),
+    ],
+)
+def test_tta_options_without_tta_warn(tmp_path: Path, args: list[str], warning: str | None) -> None:
+    """A TTA option given without --tta does nothing: one warning line says so (the run goes
+    on); bad values of those options are errors with or without --tta (above)."""
+    model = channel_model(tmp_path / "m.onnx")
+    result = CliRunner().invoke(get_app(), ["warmup", str(model), "--sizes", "8", "-q", *args])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    if warning is None:
+        assert warnings == []
+    else:
+        (line,) = warnings
+        assert line.startswith(f"cam-rt: warning: {warning}"), line
+        assert line.endswith("no effect without --tta"), line
+
+
+def test_tta_warning_where_tta_is_on_by_default(tmp_path: Path) -> None:
+    """`cam-rt triton` plans TTA by default: --no-tta with --scales warns too."""
+    model = channel_model(tmp_path / "m.onnx")
+    args = ["triton", str(model), "-o", str(tmp_path / "repo"), "--no-tta", "--scales", "1"]
+    result = CliRunner().invoke(get_app(), args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "cam-rt: warning: --scales has no effect without --tta\n"

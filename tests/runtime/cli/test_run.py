@@ -124,6 +124,22 @@ def test_all_good_exit_zero_and_quiet(tmp_path: Path, model: Path) -> None:
     ).is_file()
 
 
+def test_max_pixels_bounds_the_tta_inputs(tmp_path: Path, model: Path) -> None:
+    """--max-pixels reaches the explainer: a TTA scale that would make a 40x40 image
+    1200x1200 is refused for that image (recorded, exit 2) before any resize."""
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "x.png")
+    out = tmp_path / "o"
+    args = ["run", str(model), str(tmp_path / "x.png"), "-o", str(out), "-q", "--tta"]
+    result = runner.invoke(get_app(), [*args, "--scales", "1,30", "--max-pixels", "100000"])
+    assert result.exit_code == 2, result.output
+    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert "--max-pixels" in record["error"], record
+    ok = runner.invoke(
+        get_app(), [*args, "--scales", "1,2", "--max-pixels", "100000", "-o", str(tmp_path / "p")]
+    )
+    assert ok.exit_code == 0, ok.output
+
+
 def test_same_names_in_two_folders(tmp_path: Path, model: Path) -> None:
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()

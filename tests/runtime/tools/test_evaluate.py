@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cam_rt.runtime.backend.session import CamSession
 from cam_rt.runtime.batch.io import encode_palette_png
 from cam_rt.runtime.cli import get_app
 from cam_rt.runtime.errors import ConfigError, InputError
+from cam_rt.runtime.explain import ClassSelection, ExplainConfig, Explainer
 from cam_rt.runtime.tools import evaluate
-from cam_rt.runtime.tools.evaluate import DEFAULT_THRESHOLDS, SeedScorer, iou_from_confusion
+from cam_rt.runtime.tools.evaluate import (
+    DEFAULT_THRESHOLDS,
+    MAX_THRESHOLDS,
+    SeedScorer,
+    iou_from_confusion,
+    parse_thresholds,
+    voc_items,
+)
 from tests.onnx_models import channel_model
 
 
@@ -184,3 +197,131 @@ def test_docstrings_state_facts_and_name_only_files_of_the_repository() -> None:
                 assert (REPO / name).exists(), f"{source.name}: {name} is not in the repository"
     doc = evaluate.__doc__ or ""
     assert "background winning ties" in doc and "semantics.md" not in doc
+
+
+def _explainer(tmp_path: Path) -> Explainer:
+    model = channel_model(tmp_path / "m.onnx", channels=3, offset=0.0, class_names=("r", "g", "b"))
+    return Explainer(CamSession(model), ExplainConfig(classes=ClassSelection("all")))
+
+
+def _voc_items(root: Path) -> list[evaluate.EvalItem]:
+    return voc_items(root / "JPEGImages", root / "SegmentationClass")
+
+
+def test_bad_images_and_masks_are_reported_and_the_rest_scored(tmp_path: Path) -> None:
+    """One bad image never takes the evaluation down: each is reported (event and report) with
+    what was wrong, the others are scored."""
+    _voc(tmp_path / "voc")
+    (tmp_path / "voc" / "JPEGImages" / "im1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    mask = tmp_path / "voc" / "SegmentationClass" / "im2.png"
+    labels = np.zeros((24, 32), np.uint8)
+    labels[0, 0] = 17  # class id 16: the model has 3 classes
+    mask.write_bytes(encode_palette_png(labels))
+    events: list[tuple[str, Any]] = []
+    report = evaluate.evaluate(
+        _explainer(tmp_path),
+        _voc_items(tmp_path / "voc"),
+        events=lambda k, d: events.append((k, d)),
+    )
+    image = tmp_path / "voc" / "JPEGImages" / "im1.png"
+    expected = (
+        ("im1", f"{image} is not an image Pillow can read"),
+        (
+            "im2",
+            f"mask {mask} has label 17 (class id 16), but the model has 3 classes (labels "
+            "1..3; 0 is background, 255 ignored): check that the masks go with this model",
+        ),
+    )
+    assert report.images == 2 and report.failed == expected
+    assert [d["record"] for k, d in events if k == "failed"] == [
+        {"name": n, "error": e} for n, e in expected
+    ]
+    assert [d["record"]["name"] for k, d in events if k == "done"] == ["im0", "im3"]
+    assert report.to_json()["failed"] == [{"name": n, "error": e} for n, e in expected]
+    assert "2 images failed and were not scored; first im1: " in report.table()
+
+
+def test_nothing_scored_is_an_error(tmp_path: Path) -> None:
+    _voc(tmp_path / "voc", count=2)
+    for path in (tmp_path / "voc" / "JPEGImages").iterdir():
+        path.write_bytes(b"")
+    with pytest.raises(InputError, match=r"no image could be scored: all 2 failed, first im0: "):
+        evaluate.evaluate(_explainer(tmp_path), _voc_items(tmp_path / "voc"))
+
+
+def test_the_threshold_sweep_is_bounded() -> None:
+    assert MAX_THRESHOLDS == 1000
+    assert parse_thresholds("0.10:0.40:0.01") == DEFAULT_THRESHOLDS
+    assert parse_thresholds("0.2, 0.3") == (0.2, 0.3)
+    assert len(parse_thresholds("0:1:0.001")) == 1000
+    with pytest.raises(ConfigError) as info:  # counted, not built: 10^12 values
+        parse_thresholds("0:1:1e-12")
+    assert str(info.value) == (
+        "--thresholds '0:1:1e-12' gives 1000000000000 thresholds; at most 1000 are swept (each "
+        "keeps a confusion matrix): use a coarser step, e.g. 0.10:0.40:0.01"
+    )
+    with pytest.raises(ConfigError, match="START:STOP:STEP"):
+        parse_thresholds("0:1:nan")
+    with pytest.raises(ConfigError, match=r"--thresholds gives 1001 thresholds; at most 1000"):
+        SeedScorer(3, [0.5] * 1001)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "cam_rt.runtime.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def test_eval_reports_a_corrupt_image_in_a_real_run(tmp_path: Path) -> None:
+    model = channel_model(tmp_path / "m.onnx", channels=3, offset=0.0, class_names=("r", "g", "b"))
+    _voc(tmp_path / "voc")
+    image = tmp_path / "voc" / "JPEGImages" / "im2.png"
+    image.write_bytes(image.read_bytes()[:60])  # truncated
+    out = tmp_path / "report.json"
+    proc = _cli(
+        "eval",
+        str(model),
+        "--voc-root",
+        str(tmp_path / "voc"),
+        "--split",
+        "val",
+        "--json",
+        str(out),
+        "-q",
+    )
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 2  # as for run: some inputs failed
+    assert f"cam-rt: failed: im2: {image}: corrupt or truncated image data" in proc.stderr
+    report = json.loads(out.read_text())
+    assert report["images"] == 3 and [f["name"] for f in report["failed"]] == ["im2"]
+
+
+def test_eval_json_through_a_link_to_stdout_is_refused(tmp_path: Path) -> None:
+    """Links are followed; /dev/stdout leads to the pipe the test reads, which is not a regular
+    file: refused in one line, the link left as it was."""
+    model = channel_model(tmp_path / "m.onnx", channels=3, offset=0.0, class_names=("r", "g", "b"))
+    _voc(tmp_path / "voc")
+    link = tmp_path / "report.json"
+    link.symlink_to("/dev/stdout")
+    proc = _cli(
+        "eval",
+        str(model),
+        "--voc-root",
+        str(tmp_path / "voc"),
+        "--split",
+        "val",
+        "--json",
+        str(link),
+        "-q",
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"cam-rt: error: output {link} is a FIFO (named pipe) (through the symlink to "
+        "/dev/stdout): cam-rt replaces only regular files; give the path of a file"
+    )
+    assert link.is_symlink() and os.readlink(link) == "/dev/stdout"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from cam_rt.runtime.errors import CamRtError, ConfigError, ExportError, Fidelity
 from cam_rt.runtime.tools.quantize import (
     QuantizeConfig,
     calibration_inputs,
+    load_calibration,
     map_fidelity,
     quantize_model,
     report_dict,
@@ -98,7 +101,7 @@ def test_quantize_refuses_below_the_floor_and_writes_nothing(
     images = load_calibration(calibration, 2)
     with pytest.raises(FidelityError, match="below the fidelity floor"):
         quantize_model(demo_onnx, images, out, QuantizeConfig(floor=1.0, tta=None))
-    assert not out.exists() and not list(out.parent.glob(".refused.onnx.*"))
+    assert not out.exists() and not list(out.parent.glob(".cam-rt-*.tmp"))
     forced = quantize_model(demo_onnx, images, out, QuantizeConfig(floor=1.0, force=True, tta=None))
     assert forced.path == out and CamSession(out).class_names == CamSession(demo_onnx).class_names
     with pytest.raises(ConfigError, match="overwrite the input model"):
@@ -196,7 +199,7 @@ def test_below_the_floor_is_a_fidelity_error(tmp_path: Path) -> None:
     with pytest.raises(FidelityError, match=r"cosine [01]\.\d{4} < 1\.0\); nothing was written"):
         quantize_model(model, images, out, QuantizeConfig(floor=1.0))
     assert not issubclass(FidelityError, ExportError) and issubclass(FidelityError, CamRtError)
-    assert not out.exists() and not list(tmp_path.glob(".q.onnx.*"))
+    assert not out.exists() and not list(tmp_path.glob(".cam-rt-*.tmp"))
     folder = tmp_path / "calib"
     folder.mkdir()
     for i, image in enumerate(images):
@@ -219,3 +222,52 @@ def test_the_report_names_the_written_file(tmp_path: Path) -> None:
 def test_default_tta_is_tta_configs_own() -> None:
     (tta,) = [f for f in dataclasses.fields(QuantizeConfig) if f.name == "tta"]
     assert tta.default_factory is TTAConfig and QuantizeConfig().tta == TTAConfig()
+
+
+def test_calibration_skips_unreadable_images_and_says_which(tmp_path: Path) -> None:
+    """One bad image does not stop quantize: it is named and the next image is taken."""
+    for name, image in zip(
+        ("a.png", "c.png", "d.png"), _images((8, 8), (9, 9), (10, 10)), strict=True
+    ):
+        Image.fromarray(image).save(tmp_path / name)
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    lines: list[str] = []
+    images = load_calibration(tmp_path, 2, lines.append)
+    assert [i.shape[:2] for i in images] == [(8, 8), (9, 9)]
+    assert lines == [
+        f"skipped a calibration image: {tmp_path / 'b.png'} is not an image Pillow can read"
+    ]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"")
+    with pytest.raises(ConfigError) as info:
+        load_calibration(bad, 4)
+    assert str(info.value) == (
+        f"no calibration image in {bad} could be read (1 tried, first: {bad / 'x.png'} is empty "
+        "(0 bytes)): give a folder of readable images"
+    )
+
+
+def test_quantize_writes_only_regular_files(tmp_path: Path) -> None:
+    """A FIFO at -o is refused before any work (and left as it was); a symlink is written
+    through; a 255-byte file name works (the temporary's name is short)."""
+    model = channel_model(tmp_path / "m.onnx", channels=2)
+    images = _images((20, 20))
+    config = QuantizeConfig(floor=0.0, tta=None)
+    fifo = tmp_path / "q.onnx"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as info:
+        quantize_model(model, images, fifo, config)
+    assert str(info.value) == (
+        f"output {fifo} is a FIFO (named pipe): cam-rt replaces only regular files; give the "
+        "path of a file"
+    )
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link.onnx"
+    link.symlink_to(tmp_path / "real" / "q.onnx")
+    quantize_model(model, images, link, config)
+    assert link.is_symlink() and CamSession(tmp_path / "real" / "q.onnx").class_names
+    long = tmp_path / ("n" * 250 + ".onnx")
+    quantize_model(model, images, long, config)
+    assert long.is_file() and not list(tmp_path.rglob(".cam-rt-*"))

@@ -271,3 +271,41 @@ def test_client_reads_its_metadata_once(tmp_path: Path, monkeypatch: pytest.Monk
         "FP32",
         ("scores", "features"),
     )
+
+
+def test_output_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    """-o naming a file (or a path under one) used to end in a NotADirectoryError traceback."""
+    model = channel_model(tmp_path / "m.onnx", channels=2)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep")
+    for out in (notes, notes / "repo", model):
+        result = CliRunner().invoke(get_app(), ["triton", str(model), "-o", str(out)])
+        assert result.exit_code == 1, result.output
+        file = notes if out != model else model
+        assert result.stderr == (
+            f"cam-rt: error: -o {out}: {file} is a file, not a folder: give a folder for the "
+            "model repository (it is created if missing)\n"
+        )
+    assert notes.read_text() == "keep" and model.stat().st_size > 0
+
+
+def test_output_that_would_overwrite_the_model_is_refused(tmp_path: Path) -> None:
+    """The model's own place in a repository, or a model file named like the model folder."""
+    inside = tmp_path / "repo" / "m" / "1"
+    inside.mkdir(parents=True)
+    model = channel_model(inside / "model.onnx", channels=2)
+    before = model.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        write_repository(model, tmp_path / "repo", TritonConfig(name="m"))
+    assert str(info.value) == (
+        f"-o {tmp_path / 'repo'} with the name 'm' would overwrite the model itself ({model}): "
+        "write the repository to another folder or give another --name"
+    )
+    bare = channel_model(tmp_path / "bare", channels=2)  # no suffix: its stem is its name
+    result = CliRunner().invoke(get_app(), ["triton", str(bare), "-o", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"cam-rt: error: -o {tmp_path} with the name 'bare' would ")
+    assert "Traceback" not in result.output
+    assert model.read_bytes() == before and bare.is_file()
+    folder = write_repository(model, tmp_path / "elsewhere", TritonConfig(name="m"))
+    assert (folder / "1" / "model.onnx").read_bytes() == before  # another folder: fine
