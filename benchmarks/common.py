@@ -57,8 +57,9 @@ class ProcessRun:
 # pre-exec high-water mark), so a child of a benchmark that holds a 400 MB model would report at
 # least that. Children are therefore forked by this small launcher, which reports the peak RSS
 # and the wall time of its own child (from fork to exit) in a file.
-_LAUNCHER = """
-import os, sys, time
+# A SIGINT to the launcher is passed on to the command (benchmarks that interrupt a run).
+LAUNCHER = """
+import os, signal, sys, time
 start = time.perf_counter()
 pid = os.fork()
 if pid == 0:
@@ -67,6 +68,7 @@ if pid == 0:
     except OSError as exc:
         print(f"cannot run {sys.argv[2]}: {exc}", file=sys.stderr)
     os._exit(127)
+signal.signal(signal.SIGINT, lambda *_: os.kill(pid, signal.SIGINT))
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
 code = os.waitstatus_to_exitcode(status)  # negative: killed by that signal
@@ -86,7 +88,7 @@ def run_process(args: Sequence[str], env: dict[str, str] | None = None) -> Proce
         tempfile.TemporaryFile("w+") as err,
         tempfile.NamedTemporaryFile("r", suffix=".rusage") as report,
     ):
-        cmd = [sys.executable, "-c", _LAUNCHER, report.name, *args]
+        cmd = [sys.executable, "-c", LAUNCHER, report.name, *args]
         proc = subprocess.run(cmd, stdout=out, stderr=err, text=True, env=env, check=False)
         out.seek(0)
         err.seek(0)

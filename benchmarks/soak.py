@@ -36,26 +36,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, ProcessRun, demo_files, write_results
-
-# A launcher like common.run_process's that passes SIGINT on to the command it measures.
-_LAUNCHER = """
-import os, signal, sys, time
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(sys.argv[2], sys.argv[2:])
-    except OSError as exc:
-        print(f"cannot run {sys.argv[2]}: {exc}", file=sys.stderr)
-    os._exit(127)
-signal.signal(signal.SIGINT, lambda *_: os.kill(pid, signal.SIGINT))
-_, status, usage = os.wait4(pid, 0)
-seconds = time.perf_counter() - start
-code = os.waitstatus_to_exitcode(status)
-with open(sys.argv[1], "w") as f:
-    f.write(f"{usage.ru_maxrss} {seconds} {code}")
-"""
+from common import CACHE, LAUNCHER, ProcessRun, demo_files, write_results
 
 
 def make_images(folder: Path, count: int, corrupt: float, seed: int = 0) -> list[str]:
@@ -97,7 +78,7 @@ def measured(cmd: list[str], journal: Path | None = None, stop_at: int = 0) -> P
         tempfile.TemporaryFile("w+") as err,
         tempfile.NamedTemporaryFile("r", suffix=".rusage") as report,
     ):
-        launcher = [sys.executable, "-c", _LAUNCHER, report.name, *cmd]
+        launcher = [sys.executable, "-c", LAUNCHER, report.name, *cmd]
         proc = subprocess.Popen(launcher, stdout=subprocess.DEVNULL, stderr=err, text=True)
         if journal is not None:
             lines, offset = 0, 0

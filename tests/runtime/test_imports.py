@@ -5,14 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import cam_rt.runtime
 
 HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "cam_rt.export")
 
 
-def _loaded_after(code: str) -> list[str]:
+def _loaded_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     probe = (
-        f"{code}\nimport sys\nprint('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        f"{code}\nimport sys\nprint('loaded:' + ','.join(m for m in {heavy!r} if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -45,20 +47,22 @@ def test_help_loads_no_tensorflow() -> None:
 
 
 def test_public_api_is_listed() -> None:
-    import __future__
+    """Every name of __all__ resolves (loaded on first use) and is what its module defines."""
+    import importlib
 
-    import inspect
+    exports = cam_rt.runtime._EXPORTS
+    assert set(cam_rt.runtime.__all__) == set(exports) | {"__version__"}
+    for name, module in exports.items():
+        value = getattr(cam_rt.runtime, name)
+        assert value is getattr(importlib.import_module(module, "cam_rt.runtime"), name)
+        assert name in dir(cam_rt.runtime)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        cam_rt.runtime.nope  # noqa: B018
 
-    public = {
-        name
-        for name, value in vars(cam_rt.runtime).items()
-        if not name.startswith("_")
-        and not inspect.ismodule(value)
-        and not isinstance(value, __future__._Feature)
-    }
-    assert set(cam_rt.runtime.__all__) - {"__version__"} == public
-    for name in cam_rt.runtime.__all__:
-        assert hasattr(cam_rt.runtime, name)
+
+def test_the_command_starts_without_numpy() -> None:
+    """``cam-rt`` installs its signal handlers before anything heavy is imported."""
+    assert _loaded_after("import cam_rt.runtime.cli", ("numpy", "onnxruntime", "PIL")) == []
 
 
 def test_export_package_import_is_light() -> None:
