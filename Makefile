@@ -13,7 +13,7 @@ OV_VENV ?= .venv-openvino
 OV_STAMP := $(OV_VENV)/.installed
 OV_FIXTURE := build/openvino
 
-.PHONY: demo train-demo test lint typecheck unit unit-openvino test-openvino venv bench-export clean
+.PHONY: demo train-demo test browser lint typecheck unit unit-openvino test-openvino venv bench-export clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +55,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy runtime
 
-unit: $(STAMP)
+## Debian's chromium for the report's browser test (a no-op where it is installed; if apt
+## fails, that test skips and says why).
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update && apt-get install -y chromium chromium-driver) || \
+	  echo "make browser: chromium not installed; the report's browser test will skip"
+
+unit: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## The OpenVINO execution provider tests (onnxruntime-openvino, no TensorFlow).

@@ -1,4 +1,5 @@
-"""``--grid``: one picture of the run's first 8 inputs, each beside its overlay.
+"""``--grid``: one picture of the run's first 8 inputs, each beside its overlay, with the
+class names and probabilities under each overlay.
 
 A :class:`GridSheet` keeps a thumbnail pair of each of those inputs as it is written; inputs a
 resumed run skipped are read back from their image and overlay file when the sheet is written.
@@ -33,8 +34,11 @@ def thumbnail(picture: np.ndarray, side: int = 256) -> np.ndarray:
     return np.asarray(cv2.resize(picture, size, interpolation=cv2.INTER_AREA))
 
 
-def _title(class_names: Sequence[str]) -> str:
-    return ", ".join(class_names[:2]) or "(no class)"
+def _caption(classes: Sequence[Mapping[str, Any]]) -> str:
+    """Class names and probabilities of a record's ``classes``."""
+    return ", ".join(f"{c['name']} {float(c.get('probability', 0.0)):.2f}" for c in classes) or (
+        "(no class)"
+    )
 
 
 class GridSheet:
@@ -62,24 +66,24 @@ class GridSheet:
                 f"--grid {self.path} cannot be written ({reason}): give a PNG file path"
             ) from exc
 
-    def add(
-        self, name: str, image: np.ndarray, overlay: np.ndarray, class_names: Sequence[str]
-    ) -> None:
-        """Keep the thumbnails of ``name`` if it is on the sheet (thread-safe)."""
-        if name in self._names:
-            self._thumbs[name] = (thumbnail(image), thumbnail(overlay), _title(class_names))
+    def add(self, name: str, image: np.ndarray, overlay: np.ndarray | None, caption: str) -> None:
+        """Keep the thumbnails of ``name`` if it is on the sheet (thread-safe); ``caption``:
+        its classes and probabilities, shown under the overlay. No overlay: left out."""
+        if name in self._names and overlay is not None:
+            self._thumbs[name] = (thumbnail(image), thumbnail(overlay), caption)
 
     def write(self, outdir: Path, records: Mapping[str, Mapping[str, Any]]) -> None:
         """Write the sheet: the inputs with an overlay (``records`` give the titles of those
         read back from disk); nothing if none has one."""
-        pictures, titles = [], []
+        pictures, titles, captions = [], [], []
         for item in self.items:
             thumb = self._thumbs.get(item.name) or self._read_back(item, outdir, records)
             if thumb is not None:
                 pictures += [thumb[0], thumb[1]]
-                titles += [item.name, thumb[2]]
+                titles += [item.name, "overlay"]
+                captions += ["", thumb[2]]
         if pictures:
-            data = encode_png(grid(pictures, titles, columns=GRID_SIZE))
+            data = encode_png(grid(pictures, titles, columns=GRID_SIZE, captions=captions))
             try:
                 write_atomic(self.path, data)
             except OSError as exc:  # a full disk: one line, like the outputs'
@@ -99,5 +103,5 @@ class GridSheet:
             image = read_image(item.path, self.max_pixels).pixels
         except Exception:  # a damaged or vanished file: that picture is left out
             return None
-        names = [c["name"] for c in records.get(item.name, {}).get("classes", [])]
-        return thumbnail(image), thumbnail(overlay), _title(names)
+        classes = records.get(item.name, {}).get("classes", [])
+        return thumbnail(image), thumbnail(overlay), _caption(classes)

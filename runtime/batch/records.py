@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from ..errors import CamRtError, ConfigError
 from ..explain import CamResult
 from .folder import write_error
@@ -59,24 +61,43 @@ def success_record(
     boxes: Sequence[tuple[int, list[int] | None]],
     outputs: Sequence[str],
     timings: Mapping[str, float],
+    output_errors: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The results line of an image written: ``boxes`` are (class id, largest box or None) per
-    explained class, ``outputs`` the files written (relative to the output folder)."""
-    probs = result.probabilities
-    return {
+    explained class, ``outputs`` the files written (relative to the output folder),
+    ``output_errors`` the kinds that failed ({kind: message}, only when some did).
+
+    ``classes`` holds the explained classes' score and probability and ``top5`` the 5 most
+    probable classes (named when explained, else by id); the full score vector of a model of
+    any size stays out of the line (it is in ``NAME.maps.npz``)."""
+    probs, scores = result.probabilities, result.scores
+    names = dict(zip(result.class_ids, result.class_names, strict=True))
+    top = [int(i) for i in np.argsort(-probs, kind="stable")[:5]]
+    record: dict[str, Any] = {
         "name": item.name,
         "input": str(item.path),
         "size": list(result.size),
         "conversions": list(conversions),
         "classes": [
-            {"id": cid, "name": n, "probability": round(float(probs[cid]), 6)}
-            for cid, n in zip(result.class_ids, result.class_names, strict=True)
+            {
+                "id": cid,
+                "name": n,
+                "score": round(float(scores[cid]), 6),
+                "probability": round(float(probs[cid]), 6),
+            }
+            for cid, n in names.items()
         ],
-        "scores": [round(float(s), 6) for s in result.scores],
+        "top5": [
+            {"id": i, "name": names.get(i, str(i)), "probability": round(float(probs[i]), 6)}
+            for i in top
+        ],
         "boxes": [{"class_id": cid, "box": box} for cid, box in boxes],
         "outputs": list(outputs),
         "timings": dict(timings),
     }
+    if output_errors:
+        record["output_errors"] = dict(output_errors)
+    return record
 
 
 def error_record(item: InputItem, exc: BaseException) -> dict[str, Any]:

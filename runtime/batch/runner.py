@@ -34,7 +34,14 @@ from .grid import GridSheet
 from .inputs import InputItem, check_shard, discover_inputs, in_shard, labels_for, load_labels
 from .io import DEFAULT_MAX_PIXELS, LoadedImage, remove_temporaries
 from .records import RESULTS, Events, Journal, Ledger, RunSummary, success_record
-from .render import OUTPUT_KINDS, RenderConfig, output_path, render, write_outputs
+from .render import (
+    OUTPUT_KINDS,
+    RenderConfig,
+    check_kinds,
+    output_path,
+    render,
+    write_outputs,
+)
 from .steps import Explained, decode, explain_images, failure
 
 __all__ = [
@@ -167,10 +174,16 @@ class Writer:
         rendered = render(item.name, result, image.pixels, self._render)
         written = write_outputs(self.outdir, rendered, self.config.save)
         if self.grid is not None:
-            self.grid.add(item.name, image.pixels, rendered.overlay, result.class_names)
+            self.grid.add(item.name, image.pixels, rendered.overlay, rendered.caption)
         timings = {**explained.timings, "write_s": round(time.perf_counter() - start, 6)}
         return success_record(
-            item, result, image.conversions, rendered.largest_boxes, written, timings
+            item,
+            result,
+            image.conversions,
+            rendered.largest_boxes,
+            written,
+            timings,
+            rendered.output_errors,
         )
 
     def _collect_head(self) -> None:
@@ -307,7 +320,9 @@ class Runner:
         return [output_path(self.outdir, item.name, k) for k in self.config.save]
 
     def run(self, items: Sequence[InputItem]) -> RunSummary:
-        """Process ``items``; returns the summary (``interrupted`` after Ctrl-C / SIGTERM)."""
+        """Process ``items``; returns the summary (``interrupted`` after Ctrl-C / SIGTERM).
+        ConfigError first for a ``--save`` kind that cannot work with the model."""
+        check_kinds(self.config.save, len(self.explainer.session.class_names))
         return run_pipeline(items, self.outdir, self.config, self.explain_all, self.events)
 
     def explain_all(self, todo: Sequence[InputItem], writer: Writer) -> None:

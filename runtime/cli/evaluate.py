@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ..batch.io import check_output
+from ..batch.report import report_path, write_eval_report
 from ..batch.runner import load_labels
 from ..errors import ConfigError
 from ..explain import ClassSelection, Explainer
@@ -71,6 +73,10 @@ def eval_command(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON.")
     ] = None,
+    report_file: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write an HTML page (a file, or FOLDER/index.html)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Score CAM seeds against ground-truth masks (OC-CSE protocol: mIoU, best threshold)."""
@@ -92,6 +98,8 @@ def eval_command(
     sweep = parse_thresholds(thresholds)
     if json_file is not None:
         check_output(json_file)  # a bad --json path is refused before the evaluation
+    if report_file is not None:
+        check_output(report_path(report_file))
     progress = Progress(quiet)
     with progress:
         report = evaluate(
@@ -109,5 +117,15 @@ def eval_command(
     typer.echo(report.table())
     if json_file is not None:
         write_report(json_file, report)
+    if report_file is not None:
+        settings = [
+            ("model", str(model)),
+            ("images", str(voc_root or images)),
+            ("masks", str(masks or (voc_root and voc_root / "SegmentationClass"))),
+            ("labels", str(labels) if labels else str(report.extra.get("labels"))),
+            ("thresholds", thresholds),
+            ("TTA", json.dumps(report.extra.get("tta"))),
+        ]
+        write_eval_report(report_file, report.to_json(), settings)
     if report.failed:  # as for run: 2 = some inputs failed (they are named in the report)
         raise typer.Exit(2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -12,9 +12,10 @@ import typer
 
 from ..batch.inputs import parse_shard
 from ..batch.ray_engine import RayConfig, RayRunner
+from ..batch.report import write_run_report
 from ..batch.runner import RunConfig, RunEngine, Runner, discover_inputs, load_labels
 from ..errors import ConfigError
-from ..explain import Explainer
+from ..explain import ExplainConfig, Explainer
 from .groups import choice, expand, group
 from .options import (
     DeviceOptions,
@@ -51,7 +52,7 @@ def run_command(
         float, typer.Option("--bg-threshold", help="Background score of the segmentation seeds.")
     ] = _RUN.bg_threshold,
     save: Annotated[
-        str, typer.Option("--save", help="Any of overlay,heatmap,maps,seeds,boxes.")
+        str, typer.Option("--save", help="Any of overlay,heatmap,colors,maps,seeds,boxes.")
     ] = ",".join(_RUN.save),
     grid_file: Annotated[
         Path | None, typer.Option("--grid", help="Also write a grid picture of the first images.")
@@ -86,6 +87,12 @@ def run_command(
         float,
         typer.Option("--gpus-per-worker", help="Ray: GPUs per actor (fractions share a GPU)."),
     ] = _RAY.gpus_per_worker,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report", help="Also write OUTDIR/index.html: a report of the run (no server)."
+        ),
+    ] = False,
 ) -> None:
     """Compute CAMs for images and write overlays, maps, seeds and boxes.
 
@@ -136,6 +143,9 @@ def run_command(
         for values in (label_map or {}).values():  # unknown classes: say so before any work
             explainer.resolve_labels(values)
         runner = Runner(explainer, outdir, run_config, label_map, events)
+    class_names = (
+        ray_runner.metadata.class_names if engine == "ray" else explainer.session.class_names
+    )
     previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         with progress:
@@ -150,8 +160,55 @@ def run_command(
             f"-> {outdir}/results.jsonl",
             err=True,
         )
+    if report:  # from the merged results.jsonl: a resumed run's report is the whole run's
+        settings = _settings(model, class_names, explain_config, run_config, labels)
+        pages = write_run_report(outdir, settings)
+        if not quiet:
+            typer.echo(f"cam-rt: report: {pages[0]} ({len(pages)} page(s))", err=True)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
+
+
+def _settings(
+    model: Path,
+    class_names: Sequence[str],
+    explain: ExplainConfig,
+    run: RunConfig,
+    labels: Path | None,
+) -> list[tuple[str, str]]:
+    """What the report shows of the run's options (those that shape its outputs; not the
+    engine or --skip-existing, so a resumed run's report is the same)."""
+    shown = ", ".join(class_names[:50]) + (" ..." if len(class_names) > 50 else "")
+    tta = explain.tta
+    size = explain.input_size
+    classes = explain.classes
+    return [
+        ("model", str(model)),
+        ("classes", f"{len(class_names)}: {shown}"),
+        (
+            "explained classes",
+            {
+                "top-k": f"top-{classes.k}",
+                "fixed": ", ".join(map(str, classes.labels)),
+                "predicted": f"predicted (threshold {classes.threshold:g})",
+            }.get(classes.mode, classes.mode),
+        ),
+        ("labels", "-" if labels is None else str(labels)),
+        (
+            "TTA",
+            "off"
+            if tta is None
+            else f"scales {', '.join(f'{s:g}' for s in tta.scales)}; flip {tta.flip}; {tta.mode}",
+        ),
+        (
+            "input size",
+            "x".join(map(str, size.size)) if size.size else f"{size.mode} {size.side or ''}",
+        ),
+        ("outputs", ", ".join(run.save)),
+        ("background threshold", f"{run.bg_threshold:g}"),
+        ("max pixels", str(run.max_pixels)),
+        ("shard", "-" if run.shard is None else f"{run.shard[0]}/{run.shard[1]}"),
+    ]
 
 
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:

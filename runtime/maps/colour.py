@@ -6,6 +6,8 @@ keras-explainable's ``cams_to_colors``: each class's colour times its map, summe
 
 from __future__ import annotations
 
+import colorsys
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -15,12 +17,14 @@ from ..errors import ConfigError, InputError
 
 __all__ = [
     "COLORMAPS",
+    "alpha_overlay",
     "blend",
     "class_colours",
     "class_overlay",
     "grid",
     "heatmap",
     "heatmap_overlay",
+    "overlay_colours",
     "voc_palette",
 ]
 
@@ -52,6 +56,72 @@ def class_colours(class_ids: Sequence[int]) -> np.ndarray:
     """(C, 3) uint8 colours of classifier classes: class id k has VOC label k + 1."""
     ids = np.asarray(class_ids, dtype=np.int64)
     return _PALETTE[(ids % 254) + 1]
+
+
+@functools.cache
+def _distinct_palette() -> np.ndarray:
+    """The VOC colours of labels 1..21, then an 11-level RGB lattice (none within 24 of a VOC
+    colour) in farthest-point order in CIELAB: each next colour is the one farthest from all
+    before it. 1338 colours, any two at least 25 apart in RGB; deterministic."""
+    voc = _PALETTE[1:22]
+    levels = np.linspace(0, 255, 11).round().astype(np.uint8)
+    lattice = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    far = np.linalg.norm(lattice[:, None].astype(np.float32) - voc[None], axis=2).min(1) >= 24
+    lattice = lattice[far]
+
+    def lab(rgb: np.ndarray) -> np.ndarray:
+        flat = rgb.reshape(1, -1, 3).astype(np.float32) / 255.0
+        return np.asarray(cv2.cvtColor(flat, cv2.COLOR_RGB2Lab)).reshape(-1, 3)
+
+    points, chosen = lab(lattice), lab(voc)
+    nearest = np.linalg.norm(points[:, None] - chosen[None], axis=2).min(1)
+    order = []
+    for _ in range(len(lattice)):
+        i = int(np.argmax(nearest))
+        order.append(i)
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[i], axis=1))
+        nearest[i] = -1.0
+    return np.concatenate([voc, lattice[order]])
+
+
+def overlay_colours(class_ids: Sequence[int]) -> np.ndarray:
+    """(C, 3) uint8 colours of the overlay, legend, boxes and seed previews: class id k gets
+    colour k of :func:`_distinct_palette` (ids 0..20: VOC labels 1..21; up to id 1337 any two
+    are >= 25 apart in RGB); above, golden-angle hues at 3 lightnesses (not all distinct)."""
+    palette = _distinct_palette()
+    out = np.zeros((len(class_ids), 3), np.uint8)
+    for row, cid in enumerate(class_ids):
+        if cid < len(palette):
+            out[row] = palette[cid]
+        else:
+            hue = (cid * 0.381966) % 1.0
+            value = (1.0, 0.75, 0.55)[cid % 3]
+            out[row] = [round(255 * v) for v in colorsys.hsv_to_rgb(hue, 0.9, value)]
+    return out
+
+
+def alpha_overlay(
+    image: np.ndarray, maps: np.ndarray, class_ids: Sequence[int], opacity: float = 0.8
+) -> np.ndarray:
+    """Each pixel takes its strongest class's colour with alpha ``opacity * map``: the photo
+    is untouched where every map is 0, the class colour (times ``opacity``) where one is 1.
+
+    ``out = (1 - a) * image + a * colour[argmax_c map]``, ``a = opacity * max_c map``; RGB uint8.
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ConfigError(f"opacity {opacity} is outside [0, 1]")
+    _check_rgb(image)
+    _check_maps(maps, class_ids)
+    if maps.shape[:2] != image.shape[:2]:
+        raise InputError(f"maps {maps.shape} and image {image.shape} differ in size")
+    if not class_ids:
+        return image.copy()
+    strongest = np.argmax(maps, axis=2)
+    alpha = opacity * np.clip(np.take_along_axis(maps, strongest[..., None], 2), 0.0, 1.0)
+    colours = overlay_colours(class_ids).astype(np.float32)[strongest]
+    out = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
+    picture: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return picture
 
 
 def _check_rgb(image: np.ndarray) -> None:
@@ -121,11 +191,13 @@ def grid(
     titles: Sequence[str] | None = None,
     columns: int = 8,
     cell: int = 192,
+    captions: Sequence[str] | None = None,
 ) -> np.ndarray:
     """A grid of RGB uint8 pictures with titles, like keras-explainable's ``visualize``.
 
     At most 8 columns; every picture is scaled to fit a ``cell`` x ``cell`` square (aspect
-    kept, white margins) under a title bar. Returns RGB uint8.
+    kept, white margins) under a title bar; ``captions``: a line under each picture too
+    (wrapped onto 2 lines). Returns RGB uint8.
     """
     if not pictures:
         raise InputError("grid needs at least one picture")
@@ -133,8 +205,12 @@ def grid(
         raise InputError(f"{len(titles)} titles for {len(pictures)} pictures")
     columns = max(1, min(columns, 8, len(pictures)))
     rows = -(-len(pictures) // columns)
+    if captions is not None and len(captions) != len(pictures):
+        raise InputError(f"{len(captions)} captions for {len(pictures)} pictures")
     bar = max(14, cell // 10)
-    sheet = np.full((rows * (cell + bar), columns * cell, 3), 255, dtype=np.uint8)
+    under = 2 * bar if captions is not None else 0
+    step = cell + bar + under
+    sheet = np.full((rows * step, columns * cell, 3), 255, dtype=np.uint8)
     for index, picture in enumerate(pictures):
         pic = picture if picture.ndim == 3 else np.repeat(picture[..., None], 3, axis=2)
         _check_rgb(pic)
@@ -144,11 +220,17 @@ def grid(
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         small = cv2.resize(np.ascontiguousarray(pic), (nw, nh), interpolation=interp)
         r, c = divmod(index, columns)
-        top, left = r * (cell + bar) + bar + (cell - nh) // 2, c * cell + (cell - nw) // 2
+        top, left = r * step + bar + (cell - nh) // 2, c * cell + (cell - nw) // 2
         sheet[top : top + nh, left : left + nw] = small
+        font = cv2.FONT_HERSHEY_SIMPLEX
         if titles is not None:
-            origin = (c * cell + 3, r * (cell + bar) + bar - 4)
-            font = cv2.FONT_HERSHEY_SIMPLEX
+            origin = (c * cell + 3, r * step + bar - 4)
             text = titles[index][:40]
             cv2.putText(sheet, text, origin, font, bar / 30.0, (0, 0, 0), 1, cv2.LINE_AA)
+        if captions is not None:
+            chars = max(8, cell * 30 // (bar * 18))
+            text = captions[index]
+            for line, part in enumerate((text[:chars], text[chars : 2 * chars])):
+                origin = (c * cell + 3, r * step + bar + cell + (line + 1) * bar - 4)
+                cv2.putText(sheet, part, origin, font, bar / 30.0, (0, 0, 0), 1, cv2.LINE_AA)
     return sheet

@@ -99,9 +99,14 @@ class SeedScorer:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.confusion = np.zeros((len(self.thresholds), self.n, self.n), np.int64)
         self.images = 0
+        #: Per image: name, mIoU (classes in its mask or seeds) and wrong pixels per threshold.
+        self._per_image: list[tuple[str, np.ndarray, np.ndarray]] = []
 
-    def add(self, maps: np.ndarray, class_ids: Sequence[int], mask: np.ndarray) -> None:
-        """One image: maps (H, W, C) in [0, 1] of ``class_ids``; mask (H, W) labels 0..n-1, 255."""
+    def add(
+        self, maps: np.ndarray, class_ids: Sequence[int], mask: np.ndarray, name: str = ""
+    ) -> None:
+        """One image: maps (H, W, C) in [0, 1] of ``class_ids``; mask (H, W) labels 0..n-1, 255.
+        ``name``: the image's, for :attr:`EvalReport.per_image`."""
         if maps.shape[:2] != mask.shape:
             raise InputError(f"maps {maps.shape[:2]} and mask {mask.shape} differ in size")
         valid = mask != IGNORE
@@ -117,11 +122,16 @@ class SeedScorer:
         else:
             best = np.zeros(gt.shape, np.float32)
             winner = np.zeros(gt.shape, np.int64)
+        ious = np.zeros(len(self.thresholds))
+        wrong = np.zeros(len(self.thresholds))
         for i, t in enumerate(self.thresholds):
             pred = np.where(best > t, winner, 0)  # the background wins ties
-            self.confusion[i] += np.bincount(gt * self.n + pred, minlength=self.n * self.n).reshape(
-                self.n, self.n
-            )
+            one = np.bincount(gt * self.n + pred, minlength=self.n * self.n).reshape(self.n, self.n)
+            self.confusion[i] += one
+            seen = one.sum(axis=0) + one.sum(axis=1) > 0
+            ious[i] = float(iou_from_confusion(one)[seen].mean()) if seen.any() else 1.0
+            wrong[i] = (gt.size - np.trace(one)) / max(gt.size, 1)
+        self._per_image.append((name or f"#{self.images}", ious, wrong))
         self.images += 1
 
     def report(self, class_names: Sequence[str]) -> EvalReport:
@@ -137,6 +147,7 @@ class SeedScorer:
             per_class={names[c]: float(ious[best, c]) for c in range(self.n)},
             by_threshold={t: float(m) for t, m in zip(self.thresholds, mious, strict=True)},
             absent=tuple(names[c] for c in range(self.n) if not present[c]),
+            per_image=tuple((n, float(i[best]), float(w[best])) for n, i, w in self._per_image),
         )
 
 
@@ -153,6 +164,13 @@ class EvalReport:
     extra: dict[str, Any] = field(default_factory=dict)
     #: (name, error) of each item left out because its image or mask could not be used.
     failed: tuple[tuple[str, str], ...] = ()
+    #: (name, mIoU over the classes of its mask and seeds, wrong fraction of its pixels) of
+    #: each image scored, at the best threshold.
+    per_image: tuple[tuple[str, float, float], ...] = ()
+
+    def worst(self, count: int = 20) -> list[tuple[str, float, float]]:
+        """The ``count`` images of lowest IoU (most wrong pixels first among equals)."""
+        return sorted(self.per_image, key=lambda r: (r[1], -r[2], r[0]))[:count]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,6 +181,10 @@ class EvalReport:
             "miou_by_threshold": {f"{t:.2f}": round(m, 6) for t, m in self.by_threshold.items()},
             "classes_absent": list(self.absent),
             "failed": [{"name": name, "error": error} for name, error in self.failed],
+            "worst_images": [
+                {"name": n, "miou": round(i, 6), "wrong_pixels": round(w, 6)}
+                for n, i, w in self.worst()
+            ],
             **self.extra,
         }
 
@@ -327,7 +349,7 @@ def evaluate(
             if isinstance(result, BaseException):
                 fail(r.item, result)
                 continue
-            scorer.add(result.maps, result.class_ids, r.mask)
+            scorer.add(result.maps, result.class_ids, r.mask, r.item.name)
             say("done", {"record": {"name": r.item.name}})
     if not scorer.images:
         name, error = failed[0] if failed else ("-", "no items")

@@ -49,8 +49,11 @@ def test_success_record_format() -> None:
         "input": "/data/a/x.png",
         "size": [3, 5],
         "conversions": ["grayscale to RGB"],
-        "classes": [{"id": 0, "name": "cat", "probability": 0.7746}],
-        "scores": [1.234568, -2.0],
+        "classes": [{"id": 0, "name": "cat", "score": 1.234568, "probability": 0.7746}],
+        "top5": [
+            {"id": 0, "name": "cat", "probability": 0.7746},
+            {"id": 1, "name": "1", "probability": 0.119203},
+        ],
         "boxes": [{"class_id": 0, "box": [1, 2, 3, 4]}],
         "outputs": ["a/x.overlay.png"],
         "timings": {"decode_s": 0.1, "explain_s": 0.2, "write_s": 0.3},
@@ -203,3 +206,39 @@ def test_a_full_disk_while_recording_is_a_run_error(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"no space left on {tmp_path}: free space and rerun with --skip-existing"
     )
+
+
+def test_many_classes_keep_the_explained_and_the_top5_only() -> None:
+    scores = np.linspace(-5.0, 5.0, 1000).astype(np.float32)
+    probs = (1 / (1 + np.exp(-scores))).astype(np.float32)
+    result = CamResult(scores, probs, (10, 999), ("c10", "c999"), np.zeros((2, 2, 2), np.float32))
+    record = success_record(_item("m"), result, (), [(10, None), (999, None)], ["m.maps.npz"], {})
+    assert "scores" not in record
+    assert record["classes"] == [
+        {
+            "id": 10,
+            "name": "c10",
+            "score": round(float(scores[10]), 6),
+            "probability": round(float(probs[10]), 6),
+        },
+        {"id": 999, "name": "c999", "score": 5.0, "probability": round(float(probs[999]), 6)},
+    ]
+    assert [t["id"] for t in record["top5"]] == [999, 998, 997, 996, 995]
+    assert record["top5"][0] == {
+        "id": 999,
+        "name": "c999",
+        "probability": round(float(probs[999]), 6),
+    }
+    assert record["top5"][1]["name"] == "998"  # not explained: no name known here but its id
+    assert len(json.dumps(record)) < 1000
+
+
+def test_output_errors_are_kept_in_the_line() -> None:
+    result = CamResult(
+        np.zeros(2, np.float32), np.zeros(2, np.float32), (), (), np.zeros((2, 2, 0), np.float32)
+    )
+    record = success_record(
+        _item("e"), result, (), [], ["e.maps.npz"], {}, output_errors={"seeds": "bad"}
+    )
+    assert record["output_errors"] == {"seeds": "bad"}
+    assert "output_errors" not in success_record(_item("e"), result, (), [], [], {})

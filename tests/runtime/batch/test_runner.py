@@ -65,7 +65,7 @@ def test_records_and_files_of_a_run(tmp_path: Path, model: Path) -> None:
     assert [r["name"] for r in records] == ["bad", "img00", "img01", "img02"]
     assert "not an image" in records[0]["error"]
     first = records[1]
-    assert first["outputs"] == ["img00.overlay.png", "img00.boxes.json"]
+    assert first["outputs"] == ["img00.overlay.png", "img00.boxes.json", "img00.boxes.png"]
     assert first["size"] == [24, 32] and [c["name"] for c in first["classes"]] == [
         "red",
         "green",

@@ -94,7 +94,7 @@ def test_mixed_folder_subprocess(tmp_path: Path, model: Path) -> None:
             assert record["outputs"] == [
                 f"{record['name']}{s}"
                 for s in (".overlay.png", ".heatmap.png", ".maps.npz", ".seeds.png", ".boxes.json")
-            ]
+            ] + [f"{record['name']}.boxes.png"]
             assert [c["name"] for c in record["classes"]] == ["red", "green", "blue"]
     maps = np.load(out / "rgb.maps.npz")
     assert maps["maps"].dtype == np.float16 and maps["maps"].shape == (40, 56, 3)
@@ -303,7 +303,25 @@ def test_interrupt_then_resume_matches_uninterrupted(tmp_path: Path, model: Path
     )
     assert again.returncode == 0, again.stderr
     assert f"skipping {len(done)} images" in again.stderr
-    assert _snapshot(out) == _snapshot(tmp_path / "full")
+    _same_outputs(_snapshot(out), _snapshot(tmp_path / "full"))
+
+
+def _same_outputs(got: dict[str, object], want: dict[str, object]) -> None:
+    """Equal files; the .npz arrays equal to float32 rounding (ONNX Runtime's kernels give
+    results 1e-7 apart when an image's passes share a batch with other images' or not, and a
+    resumed run groups the remaining images differently)."""
+    assert got.keys() == want.keys()
+    for name, value in want.items():
+        if name.endswith(".npz"):
+            assert isinstance(value, dict) and isinstance(got[name], dict)
+            for key, array in value.items():
+                mine = got[name][key]  # type: ignore[index]
+                if isinstance(array, list) and array and not isinstance(np.ravel(array)[0], str):
+                    np.testing.assert_allclose(mine, array, rtol=0, atol=1e-6, err_msg=name)
+                else:
+                    assert mine == array, name
+        else:
+            assert got[name] == value, name
 
 
 def test_sigterm_is_an_interrupt(tmp_path: Path, model: Path) -> None:
