@@ -41,6 +41,7 @@ DEVICE = {
 SURFACE: dict[str, dict[str, object]] = {
     "run": {
         "--outdir": REQUIRED,
+        "--report": False,
         **TTA,
         "--classes": "predicted",
         "--threshold": 0.5,
@@ -61,6 +62,7 @@ SURFACE: dict[str, dict[str, object]] = {
         "--gpus-per-worker": 0.0,
     },
     "eval": {
+        "--report": None,
         "--voc-root": None,
         "--split": "train",
         "--images": None,
