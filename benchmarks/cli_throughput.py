@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import demo_files, resnet38d_file, run_process, write_results
+from common import demo_files, resnet38d_file, run_process, square_on_ramp, write_results
 
 
 def make_images(folder: Path, count: int, size: int | None, seed: int = 0) -> None:
@@ -34,13 +34,7 @@ def make_images(folder: Path, count: int, size: int | None, seed: int = 0) -> No
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         h, w = (size, size) if size else (int(v) for v in rng.integers(96, 193, 2))
-        ramp = np.linspace(0, 1, w)[None, :, None]
-        a, b = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
-        img = np.broadcast_to(a + (b - a) * ramp, (h, w, 3)).astype(np.uint8).copy()
-        r = max(4, min(h, w) // 6)
-        cy, cx = int(rng.integers(r, h - r)), int(rng.integers(r, w - r))
-        img[cy - r : cy + r, cx - r : cx + r] = rng.integers(0, 256, 3)
-        Image.fromarray(img).save(folder / f"img{i:05d}.png")
+        Image.fromarray(square_on_ramp(rng, h, w)).save(folder / f"img{i:05d}.png")
 
 
 def main(argv: list[str] | None = None) -> int:

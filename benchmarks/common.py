@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cam_rt.runtime.tools.bench import LatencyStats, latency_stats
 
 # Where figures go; tests point it elsewhere so smoke runs never overwrite the real results.
@@ -76,6 +78,20 @@ with open(sys.argv[1], "w") as f:
     f.write(f"{usage.ru_maxrss} {seconds} {code}")
 sys.exit(128 - code if code < 0 else code)
 """
+
+
+def square_on_ramp(
+    rng: np.random.Generator, height: int, width: int, divisor: int = 6, min_half: int = 4
+) -> np.ndarray:
+    """A synthetic photo: a horizontal colour ramp with one flat square of a random colour
+    (half side ``min(h, w) // divisor``, at least ``min_half``), uint8 (H, W, 3)."""
+    ramp = np.linspace(0, 1, width)[None, :, None]
+    a, b = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
+    img = np.broadcast_to(a + (b - a) * ramp, (height, width, 3)).astype(np.uint8).copy()
+    r = max(min_half, min(height, width) // divisor)
+    cy, cx = int(rng.integers(r, height - r)), int(rng.integers(r, width - r))
+    img[cy - r : cy + r, cx - r : cx + r] = rng.integers(0, 256, 3)
+    return img
 
 
 def run_process(args: Sequence[str], env: dict[str, str] | None = None) -> ProcessRun:

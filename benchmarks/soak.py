@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, LAUNCHER, ProcessRun, demo_files, write_results
+from common import CACHE, LAUNCHER, ProcessRun, demo_files, square_on_ramp, write_results
 
 
 def make_images(folder: Path, count: int, corrupt: float, seed: int = 0) -> list[str]:
@@ -54,14 +54,8 @@ def make_images(folder: Path, count: int, corrupt: float, seed: int = 0) -> list
         part = folder / f"part{i // per_part:02d}"
         part.mkdir(parents=True, exist_ok=True)
         h, w = (int(v) for v in rng.integers(32, 65, 2))
-        ramp = np.linspace(0, 1, w)[None, :, None]
-        a, b = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
-        img = np.broadcast_to(a + (b - a) * ramp, (h, w, 3)).astype(np.uint8).copy()
-        r = max(3, min(h, w) // 5)
-        cy, cx = int(rng.integers(r, h - r)), int(rng.integers(r, w - r))
-        img[cy - r : cy + r, cx - r : cx + r] = rng.integers(0, 256, 3)
         path = part / f"img{i:05d}.png"
-        Image.fromarray(img).save(path)
+        Image.fromarray(square_on_ramp(rng, h, w, divisor=5, min_half=3)).save(path)
         if i in bad:
             data = path.read_bytes()
             cut = data[: len(data) // 2] if i % 2 else rng.bytes(len(data))

@@ -19,6 +19,13 @@ from cam_rt.runtime.cli import get_app
 from tests.onnx_models import channel_model
 
 SCRIPT = Path(sys.executable).with_name("cam-rt")
+
+
+def _run_cmd(model: Path, inputs: Path, *options: str) -> list[str]:
+    """The installed ``cam-rt run MODEL INPUTS OPTIONS...`` command line."""
+    return [str(SCRIPT), "run", str(model), str(inputs), *options]
+
+
 runner = CliRunner()
 
 
@@ -61,21 +68,12 @@ def test_mixed_folder_subprocess(tmp_path: Path, model: Path) -> None:
     kinds = _mixed_folder(tmp_path / "in")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [
-            str(SCRIPT),
-            "run",
-            str(model),
-            str(tmp_path / "in"),
-            "-o",
-            str(out),
-            "--tta",
-            "--save",
-            "overlay,heatmap,maps,seeds,boxes",
-            "--classes",
-            "all",
-            "--grid",
-            str(out / "grid.png"),
-        ],
+        _run_cmd(
+            model,
+            tmp_path / "in",
+            *("-o", str(out), "--tta", "--save", "overlay,heatmap,maps,seeds,boxes"),
+            *("--classes", "all", "--grid", str(out / "grid.png")),
+        ),
         capture_output=True,
         text=True,
     )
@@ -261,17 +259,9 @@ def _snapshot(out: Path) -> dict[str, object]:
 
 def test_interrupt_then_resume_matches_uninterrupted(tmp_path: Path, model: Path) -> None:
     _many_images(tmp_path / "in", 150)
-    base = [
-        str(SCRIPT),
-        "run",
-        str(model),
-        str(tmp_path / "in"),
-        "--tta",
-        "--batch-size",
-        "2",
-        "--save",
-        "overlay,maps,seeds,boxes",
-    ]
+    base = _run_cmd(
+        model, tmp_path / "in", "--tta", "--batch-size", "2", "--save", "overlay,maps,seeds,boxes"
+    )
     full = subprocess.run(
         [*base, "-o", str(tmp_path / "full"), "-q", "--grid", str(tmp_path / "full" / "grid.png")],
         capture_output=True,
@@ -328,18 +318,7 @@ def test_sigterm_is_an_interrupt(tmp_path: Path, model: Path) -> None:
     _many_images(tmp_path / "in", 120)
     out = tmp_path / "o"
     proc = subprocess.Popen(
-        [
-            str(SCRIPT),
-            "run",
-            str(model),
-            str(tmp_path / "in"),
-            "-o",
-            str(out),
-            "--tta",
-            "--batch-size",
-            "1",
-            "-q",
-        ],
+        _run_cmd(model, tmp_path / "in", "-o", str(out), "--tta", "--batch-size", "1", "-q"),
         stderr=subprocess.PIPE,
         text=True,
     )

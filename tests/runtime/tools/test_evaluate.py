@@ -133,24 +133,21 @@ def _voc(root: Path, count: int = 4) -> None:
     (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids) + "\n")
 
 
-def test_eval_command(tmp_path: Path) -> None:
+def _rgb_model_and_voc(tmp_path: Path) -> tuple[Path, Path]:
+    """The three-channel model (its maps are the colour squares) and a four-image VOC tree."""
     model = channel_model(tmp_path / "m.onnx", channels=3, offset=0.0, class_names=("r", "g", "b"))
     _voc(tmp_path / "voc")
+    return model, tmp_path / "voc"
+
+
+def _eval_args(model: Path, voc: Path, *extra: str) -> list[str]:
+    return ["eval", str(model), "--voc-root", str(voc), "--split", "val", *extra]
+
+
+def test_eval_command(tmp_path: Path) -> None:
+    model, voc = _rgb_model_and_voc(tmp_path)
     out = tmp_path / "report.json"
-    result = CliRunner().invoke(
-        get_app(),
-        [
-            "eval",
-            str(model),
-            "--voc-root",
-            str(tmp_path / "voc"),
-            "--split",
-            "val",
-            "--json",
-            str(out),
-            "-q",
-        ],
-    )
+    result = CliRunner().invoke(get_app(), _eval_args(model, voc, "--json", str(out), "-q"))
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["images"] == 4 and report["labels"] == "ground truth"
@@ -162,17 +159,7 @@ def test_eval_command(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
     (tmp_path / "l.json").write_text(json.dumps({"im0": ["r"]}))
     partial = CliRunner().invoke(
-        get_app(),
-        [
-            "eval",
-            str(model),
-            "--voc-root",
-            str(tmp_path / "voc"),
-            "--split",
-            "val",
-            "--labels",
-            str(tmp_path / "l.json"),
-        ],
+        get_app(), _eval_args(model, voc, "--labels", str(tmp_path / "l.json"))
     )
     assert partial.exit_code == 1 and "no entry for 3 image(s), first 'im1'" in partial.stderr
     neither = CliRunner().invoke(get_app(), ["eval", str(model)])
@@ -278,22 +265,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_eval_reports_a_corrupt_image_in_a_real_run(tmp_path: Path) -> None:
-    model = channel_model(tmp_path / "m.onnx", channels=3, offset=0.0, class_names=("r", "g", "b"))
-    _voc(tmp_path / "voc")
-    image = tmp_path / "voc" / "JPEGImages" / "im2.png"
+    model, voc = _rgb_model_and_voc(tmp_path)
+    image = voc / "JPEGImages" / "im2.png"
     image.write_bytes(image.read_bytes()[:60])  # truncated
     out = tmp_path / "report.json"
-    proc = _cli(
-        "eval",
-        str(model),
-        "--voc-root",
-        str(tmp_path / "voc"),
-        "--split",
-        "val",
-        "--json",
-        str(out),
-        "-q",
-    )
+    proc = _cli(*_eval_args(model, voc, "--json", str(out), "-q"))
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 2  # as for run: some inputs failed
     assert f"cam-rt: failed: im2: {image}: corrupt or truncated image data" in proc.stderr
@@ -304,21 +280,10 @@ def test_eval_reports_a_corrupt_image_in_a_real_run(tmp_path: Path) -> None:
 def test_eval_json_through_a_link_to_stdout_is_refused(tmp_path: Path) -> None:
     """Links are followed; /dev/stdout leads to the pipe the test reads, which is not a regular
     file: refused in one line, the link left as it was."""
-    model = channel_model(tmp_path / "m.onnx", channels=3, offset=0.0, class_names=("r", "g", "b"))
-    _voc(tmp_path / "voc")
+    model, voc = _rgb_model_and_voc(tmp_path)
     link = tmp_path / "report.json"
     link.symlink_to("/dev/stdout")
-    proc = _cli(
-        "eval",
-        str(model),
-        "--voc-root",
-        str(tmp_path / "voc"),
-        "--split",
-        "val",
-        "--json",
-        str(link),
-        "-q",
-    )
+    proc = _cli(*_eval_args(model, voc, "--json", str(link), "-q"))
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.splitlines()[-1] == (
         f"cam-rt: error: output {link} is a FIFO (named pipe) (through the symlink to "
