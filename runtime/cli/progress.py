@@ -65,7 +65,8 @@ class Progress:
             typer.echo(text, err=True)
 
     def event(self, kind: str, data: Any) -> None:
-        """One runner event: ``start``, ``conversion``, ``failed`` or an image done."""
+        """One runner event: ``start``, ``conversion``, ``warning``, ``failed`` or ``done`` (an
+        image written); any other kind is not an image and is passed over."""
         if kind == "start":
             self._total = data["total"] - data["skipped"]
             if data["skipped"]:
@@ -76,9 +77,14 @@ class Progress:
         if kind == "conversion":
             self._say(f"cam-rt: note: converting {data['kind']} images (first: {data['name']})")
             return
+        if kind == "warning":
+            self._say(f"cam-rt: warning: {data['message']}")
+            return
         if kind == "failed":
             record = data["record"]
             self._say(f"cam-rt: failed: {record['name']}: {record['error']}")
+        elif kind != "done":
+            return
         self._done += 1
         now = time.perf_counter()
         rate = self._done / max(now - self._start, 1e-9)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -113,13 +113,7 @@ def run_command(
     items = discover_inputs(inputs, exclude=[outdir])
     label_map = load_labels(labels) if labels is not None else None
     progress = Progress(quiet)
-
-    def events(kind: str, data: Mapping[str, Any]) -> None:
-        if kind == "warning":  # e.g. damaged lines of the records a resume reads
-            typer.echo(f"cam-rt: warning: {data['message']}", err=True)
-        else:
-            progress.event(kind, data)
-
+    events = progress.event  # warnings too, e.g. damaged lines of the records a resume reads
     session_config = device.session_config(explain_config)
     runner: RunEngine
     if engine == "ray":  # the driver reads the file's metadata only; the actors open it

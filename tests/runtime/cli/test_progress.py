@@ -45,3 +45,16 @@ def test_quiet_keeps_failures_and_notes(capsys: pytest.CaptureFixture[str]) -> N
         "cam-rt: note: converting grayscale images (first: g)",
         "cam-rt: failed: b: is empty (0 bytes)",
     ]
+
+
+def test_only_images_count(capsys: pytest.CaptureFixture[str]) -> None:
+    """Warnings are printed, events of other kinds are not images: 2 of 2, not 4 of 2."""
+    with Progress(quiet=False, every=0.0) as progress:
+        progress.event("start", {"total": 2, "skipped": 0})
+        progress.event("warning", {"message": "line 3 of the journal is damaged"})
+        progress.event("done", {"record": {"name": "a"}})
+        progress.event("checkpoint", {"written": 1})
+        progress.event("done", {"record": {"name": "b"}})
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "cam-rt: warning: line 3 of the journal is damaged"
+    assert [x.split(",")[0] for x in lines[1:]] == ["cam-rt: 1/2 images", "cam-rt: 2/2 images"]
