@@ -119,10 +119,14 @@ def _planned(size: InputSize, metadata: ModelMetadata | None) -> InputSize:
     return InputSize("image") if metadata is None and size.mode == "model" else size
 
 
-def shape_profile(config: ExplainConfig, min_side: int, max_side: int) -> ShapeProfile:
+def shape_profile(
+    config: ExplainConfig, min_side: int, max_side: int, metadata: ModelMetadata | None = None
+) -> ShapeProfile:
     """A TensorRT profile holding every input :meth:`Explainer.explain` can run for images whose
     sides lie in ``min_side..max_side`` (any aspect ratio, up to ``batch_size`` images of one
-    size at a time). The optimum is the unscaled pass of one ``max_side`` square image."""
+    size at a time). The optimum is the unscaled pass of one ``max_side`` square image.
+    ``metadata``: the model's, so that ``input_size`` ``model`` plans its trained size (without
+    it, a profile planned before the file is open covers the images' own sizes)."""
     if not 1 <= min_side <= max_side:
         raise ConfigError(
             f"image sides {min_side}..{max_side} are not a range: need 1 <= min <= max"
@@ -131,9 +135,9 @@ def shape_profile(config: ExplainConfig, min_side: int, max_side: int) -> ShapeP
     for h in (min_side, max_side):  # pass sizes grow with the image's: the corners suffice
         for w in (min_side, max_side):
             for images in (1, config.batch_size):
-                shapes += batch_shapes(config, h, w, images)
+                shapes += batch_shapes(config, h, w, images, metadata)
     mode = config.tta.mode if config.tta is not None else None
-    base = _planned(config.input_size, None).target(max_side, max_side, None)
+    base = _planned(config.input_size, metadata).target(max_side, max_side, metadata)
     side_h, side_w = input_size(*base, 1.0, mode, config.bucket)
     return ShapeProfile.covering(shapes, opt=(min(s[0] for s in shapes), side_h, side_w))
 

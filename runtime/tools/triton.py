@@ -30,7 +30,7 @@ from ..batch.io import write_atomic
 from ..errors import ConfigError
 from ..explain import ExplainConfig
 from ..maps.tta import TTAConfig
-from ..metadata import INPUT_NAME, SCORES_NAME
+from ..metadata import INPUT_NAME, SCORES_NAME, ModelMetadata
 from ..plan import shape_profile, warmup_shapes
 
 __all__ = ["TritonConfig", "model_config_text", "write_repository"]
@@ -98,18 +98,21 @@ class TritonConfig:
             batch_flips=self.kind == "gpu" and self.max_batch >= 2,
         )
 
-    def profile(self) -> ShapeProfile:
-        """The TensorRT profile: the client's inputs for the side range, and any batch Triton's
-        dynamic batcher can form (up to ``max_batch``)."""
-        planned = shape_profile(self.explain, self.min_side, self.max_side)
+    def profile(self, metadata: ModelMetadata | None = None) -> ShapeProfile:
+        """The TensorRT profile: the client's inputs for the side range (at the model's trained
+        size when ``metadata`` records one), and any batch Triton's dynamic batcher can form
+        (up to ``max_batch``)."""
+        planned = shape_profile(self.explain, self.min_side, self.max_side, metadata)
         top = (max(planned.max[0], self.max_batch), planned.max[1], planned.max[2])
         return ShapeProfile(planned.min, planned.opt, top)
 
 
-def _warmup_shapes(config: TritonConfig) -> list[tuple[int, int, int]]:
+def _warmup_shapes(
+    config: TritonConfig, metadata: ModelMetadata | None
+) -> list[tuple[int, int, int]]:
     if not config.warmup_sizes:
         return []
-    return warmup_shapes(config.explain, config.warmup_sizes)
+    return warmup_shapes(config.explain, config.warmup_sizes, metadata=metadata)
 
 
 def _pb(value: Any, indent: int = 0) -> str:
@@ -149,8 +152,10 @@ def model_config_text(
     maps_output: str,
     maps_channels: int,
     config: TritonConfig,
+    metadata: ModelMetadata | None = None,
 ) -> str:
-    """The ``config.pbtxt`` of the model."""
+    """The ``config.pbtxt`` of the model; ``metadata``, the model's, plans the TensorRT profile
+    and the warm-up requests at its trained input size where it has one."""
     spec: dict[str, Any] = {
         "name": name,
         "backend": "onnxruntime",
@@ -169,7 +174,7 @@ def model_config_text(
         ],
     }
     if config.tensorrt:
-        strings = config.profile().ort_strings(INPUT_NAME)
+        strings = config.profile(metadata).ort_strings(INPUT_NAME)
         params = {
             "precision_mode": "FP16" if config.fp16 else "FP32",
             **strings,
@@ -195,7 +200,7 @@ def model_config_text(
         # cuDNN's HEURISTIC algorithm choice (1): no exhaustive search for every new TTA shape
         # (with buckets the shapes are few and warmed, so the default EXHAUSTIVE search pays).
         spec["parameters"] = [{"key": "cudnn_conv_algo_search", "value": {"string_value": "1"}}]
-    warm = _warmup_shapes(config)
+    warm = _warmup_shapes(config, metadata)
     if warm:
         spec["model_warmup"] = [
             {
@@ -237,7 +242,7 @@ def write_repository(model: str | Path, out: str | Path, config: TritonConfig) -
     channels = outputs[maps_output][-1]
     if not isinstance(channels, int):
         raise ConfigError(f"{source}: the channel count of '{maps_output}' is not fixed")
-    text = model_config_text(name, meta.num_classes, maps_output, channels, config)
+    text = model_config_text(name, meta.num_classes, maps_output, channels, config, meta)
     props = meta.to_props()
     (folder / "1").mkdir(parents=True, exist_ok=True)
     if meta.external_data:  # the weights' side file sits beside the model, under its name
@@ -384,8 +389,10 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def describe(folder: Path, config: TritonConfig) -> str:
-    """One line saying what was written."""
-    warm = _warmup_shapes(config)
+    """One line saying what was written (``folder``, from :func:`write_repository`)."""
+    from ..backend.remote import read_metadata_file
+
+    warm = _warmup_shapes(config, read_metadata_file(folder / "cam_rt_metadata.json"))
     tail = f", {len(warm)} warm-up shapes" if warm else ""
     trt = f", TensorRT {'fp16' if config.fp16 else 'fp32'}" if config.tensorrt else ""
     return f"wrote {folder} (max batch {config.max_batch}, {config.kind}{trt}{tail})"

@@ -309,3 +309,33 @@ def test_output_that_would_overwrite_the_model_is_refused(tmp_path: Path) -> Non
     assert model.read_bytes() == before and bare.is_file()
     folder = write_repository(model, tmp_path / "elsewhere", TritonConfig(name="m"))
     assert (folder / "1" / "model.onnx").read_bytes() == before  # another folder: fine
+
+
+def test_trained_size_plans_the_profile_and_the_warm_up(tmp_path: Path) -> None:
+    """A model that records its trained size (224x224) gets every image resized to it (input
+    size ``model``, the default): the TensorRT profile and the warm-up requests hold only the
+    TTA scales of 224, whatever the side range and warm-up image sizes."""
+    model = channel_model(tmp_path / "cams.onnx", channels=3, input_size=(224, 224))
+    config = TritonConfig(
+        name="cams",
+        tensorrt=True,
+        tta=TTAConfig((0.5, 1.0, 2.0)),
+        min_side=32,
+        max_side=1024,
+        warmup_sizes=((100, 150), (300, 400)),
+    )
+    folder = write_repository(model, tmp_path / "repo", config)
+    parsed = _parse(folder / "config.pbtxt")
+    warm = {tuple(list(w.inputs["images"].dims)[:2]) for w in parsed.model_warmup}  # type: ignore[attr-defined]
+    assert warm == {(112, 112), (224, 224), (448, 448)}
+    profile = config.profile(read_metadata_file(folder / "cam_rt_metadata.json"))
+    assert (profile.min[1:], profile.opt[1:], profile.max[1:]) == (
+        (112, 112),
+        (224, 224),
+        (448, 448),
+    )
+    (trt,) = parsed.optimization.execution_accelerators.gpu_execution_accelerator  # type: ignore[attr-defined]
+    params = dict(trt.parameters)
+    for key, value in profile.ort_strings("images").items():
+        assert params[key] == value
+    assert config.profile().max[1:] == (2048, 2048)  # the file not read: images' own sizes
