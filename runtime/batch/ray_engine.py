@@ -190,8 +190,11 @@ class RayRunner:
             checker.resolve_labels(values)
 
     def run(self, items: Sequence[InputItem]) -> RunSummary:
-        """Process ``items``; returns the summary (``interrupted`` after Ctrl-C / SIGTERM)."""
-        return run_pipeline(items, self.outdir, self.config, self.explain_all, self.events)
+        """Process ``items``; returns the summary (``interrupted`` after Ctrl-C / SIGTERM).
+        ConfigError first (before Ray starts) for a ``--save`` kind that cannot work with the
+        model."""
+        names = self.metadata.class_names
+        return run_pipeline(items, self.outdir, self.config, self.explain_all, self.events, names)
 
     def _dataset(self, rows: list[dict[str, Any]]) -> Any:
         ray = _ray()

@@ -3,9 +3,11 @@ output files (``--save`` kinds), written atomically under the output folder.
 
 Kinds and their files (``NAME`` is the input's output name):
 
-- ``overlay`` ``NAME.overlay.png``: each pixel takes its strongest class's colour with alpha
-  ``overlay_alpha * map`` (the photo is untouched where the maps are 0), and a legend (colour,
-  class name, probability per explained class) in the top-left corner;
+- ``overlay`` ``NAME.overlay.png``: each pixel takes its strongest class's colour with an alpha
+  that rises smoothly with the map, from 0 at 0 to ``overlay_alpha`` at half the peak
+  (:func:`~cam_rt.runtime.maps.colour.overlay_alpha`; the photo is untouched where the maps
+  are low), and a legend (colour, class name, probability per explained class) in the
+  top-left corner;
 - ``colors`` ``NAME.colors.png``: keras-explainable's additive picture, the classes' colours
   times their maps, summed, clipped, blended half over the image;
 - ``heatmap`` ``NAME.heatmap.png``: one row, a colormap panel per explained class, each under
@@ -41,6 +43,7 @@ from ..errors import CamRtError, ConfigError, InputError
 from ..explain import CamResult
 from ..maps.colour import (
     COLORMAPS,
+    OVERLAY_OPACITY,
     alpha_overlay,
     blend,
     class_overlay,
@@ -95,13 +98,14 @@ def check_kinds(save: Sequence[str], num_classes: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RenderConfig:
-    """What to write per image (``--save``) and how it looks (``--bg-threshold``, ...)."""
+    """What to write per image (``--save``) and how it looks (``--bg-threshold``, ...); the
+    defaults here are the run's (:class:`~cam_rt.runtime.batch.runner.RunConfig` takes them)."""
 
     save: tuple[str, ...] = ("overlay", "maps")
     bg_threshold: float = 0.3
     box_threshold: float = 0.2
     colormap: str = "jet"
-    overlay_alpha: float = 0.8
+    overlay_alpha: float = OVERLAY_OPACITY
 
     def __post_init__(self) -> None:
         if not self.save:

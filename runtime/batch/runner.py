@@ -33,7 +33,8 @@ from .folder import LOCK, FolderLock, OutputFolderError, check_outdir, write_err
 from .grid import GridSheet
 from .inputs import InputItem, check_shard, discover_inputs, in_shard, labels_for, load_labels
 from .io import DEFAULT_MAX_PIXELS, LoadedImage, remove_temporaries
-from .records import RESULTS, Events, Journal, Ledger, RunSummary, success_record
+from .journal import RESULTS, Journal
+from .records import Events, Ledger, RunSummary, success_record
 from .render import (
     OUTPUT_KINDS,
     RenderConfig,
@@ -64,6 +65,8 @@ __all__ = [
     "run_pipeline",
 ]
 
+_RENDER = RenderConfig()  # the render options' defaults, kept in one place
+
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
@@ -75,11 +78,11 @@ class RunConfig:
     of the inputs (``--shard I/N``, see :func:`~cam_rt.runtime.batch.inputs.in_shard`).
     """
 
-    save: tuple[str, ...] = ("overlay", "maps")
-    bg_threshold: float = 0.3
-    box_threshold: float = 0.2
-    colormap: str = "jet"
-    overlay_alpha: float = 0.5
+    save: tuple[str, ...] = _RENDER.save
+    bg_threshold: float = _RENDER.bg_threshold
+    box_threshold: float = _RENDER.box_threshold
+    colormap: str = _RENDER.colormap
+    overlay_alpha: float = _RENDER.overlay_alpha
     max_pixels: int = DEFAULT_MAX_PIXELS
     skip_existing: bool = False
     grid: Path | None = None
@@ -131,11 +134,13 @@ class Writer:
         config: RunConfig,
         ledger: Ledger,
         grid: GridSheet | None = None,
+        class_names: Sequence[str] = (),
     ) -> None:
         self.outdir = outdir
         self.config = config
         self.ledger = ledger
         self.grid = grid
+        self.class_names = class_names  # the model's: the records' top 5 are named
         self._pool = pool
         self._render = config.render
         self._queue: deque[tuple[InputItem, Future[dict[str, Any]]]] = deque()
@@ -184,6 +189,7 @@ class Writer:
             written,
             timings,
             rendered.output_errors,
+            self.class_names,
         )
 
     def _collect_head(self) -> None:
@@ -219,11 +225,16 @@ def run_pipeline(
     config: RunConfig,
     explain_all: ExplainAll,
     events: Events | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> RunSummary:
     """Run ``explain_all`` over ``items`` (those already recorded and written are skipped with
     ``skip_existing``; only part I of N with ``shard``); returns the summary (``interrupted``
-    after Ctrl-C / SIGTERM). ConfigError if another run holds ``outdir``;
-    :class:`OutputFolderError` if it fills up or fails (what was recorded stays)."""
+    after Ctrl-C / SIGTERM). ``class_names``: the model's, to refuse a ``--save`` kind that
+    cannot work with it (ConfigError, before any work) and to name the records' top 5.
+    ConfigError if another run holds ``outdir``; :class:`OutputFolderError` if it fills up or
+    fails (what was recorded stays)."""
+    if class_names is not None:
+        check_kinds(config.save, len(class_names))
     outdir = Path(outdir)
     check_outdir(outdir)
     sheet = None if config.grid is None else GridSheet(config.grid, items, config.max_pixels)
@@ -234,7 +245,7 @@ def run_pipeline(
             remove_temporaries(outdir, recursive=True)
         except OSError as exc:
             raise write_error(outdir, outdir, exc) from exc
-        return _run_locked(items, outdir, config, explain_all, events, sheet)
+        return _run_locked(items, outdir, config, explain_all, events, sheet, class_names or ())
 
 
 def _run_locked(
@@ -244,6 +255,7 @@ def _run_locked(
     explain_all: ExplainAll,
     events: Events | None,
     sheet: GridSheet | None,
+    class_names: Sequence[str],
 ) -> RunSummary:
     start = time.perf_counter()
     emit = events or (lambda _kind, _data: None)
@@ -272,7 +284,7 @@ def _run_locked(
                 or not all(output_path(outdir, item.name, k).is_file() for k in config.save)
             ]
             ledger.start(len(mine), len(mine) - len(todo))
-            writer = Writer(pool, outdir, config, ledger, sheet)
+            writer = Writer(pool, outdir, config, ledger, sheet, class_names)
             try:
                 explain_all(todo, writer)
                 writer.drain()
@@ -322,8 +334,8 @@ class Runner:
     def run(self, items: Sequence[InputItem]) -> RunSummary:
         """Process ``items``; returns the summary (``interrupted`` after Ctrl-C / SIGTERM).
         ConfigError first for a ``--save`` kind that cannot work with the model."""
-        check_kinds(self.config.save, len(self.explainer.session.class_names))
-        return run_pipeline(items, self.outdir, self.config, self.explain_all, self.events)
+        names = self.explainer.session.class_names
+        return run_pipeline(items, self.outdir, self.config, self.explain_all, self.events, names)
 
     def explain_all(self, todo: Sequence[InputItem], writer: Writer) -> None:
         """The local engine: decode ahead in a bounded window, explain ``images_per_call``

@@ -17,6 +17,8 @@ from ..errors import ConfigError, InputError
 
 __all__ = [
     "COLORMAPS",
+    "FULL_AT",
+    "OVERLAY_OPACITY",
     "alpha_overlay",
     "blend",
     "class_colours",
@@ -24,6 +26,7 @@ __all__ = [
     "grid",
     "heatmap",
     "heatmap_overlay",
+    "overlay_alpha",
     "overlay_colours",
     "voc_palette",
 ]
@@ -100,13 +103,35 @@ def overlay_colours(class_ids: Sequence[int]) -> np.ndarray:
     return out
 
 
-def alpha_overlay(
-    image: np.ndarray, maps: np.ndarray, class_ids: Sequence[int], opacity: float = 0.8
-) -> np.ndarray:
-    """Each pixel takes its strongest class's colour with alpha ``opacity * map``: the photo
-    is untouched where every map is 0, the class colour (times ``opacity``) where one is 1.
+#: The overlay's opacity where a class's map is strong (``--save overlay``'s default).
+OVERLAY_OPACITY = 0.8
+#: The map value from which the overlay has its full opacity: CAMs are normalised to a peak
+#: of 1 and an object's pixels mostly lie well below it (the demo model's maps on photos: the
+#: top 20% starts at 0.17-0.33), so an alpha linear in the map left the objects faint.
+FULL_AT = 0.5
 
-    ``out = (1 - a) * image + a * colour[argmax_c map]``, ``a = opacity * max_c map``; RGB uint8.
+
+def overlay_alpha(maps: np.ndarray, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+    """The overlay's alpha of a map value ``m``: ``opacity * smoothstep(min(m / FULL_AT, 1))``
+    (``smoothstep(t) = 3t^2 - 2t^3``): 0 at 0 and flat there (weak activations leave the
+    photo as it is), ``opacity / 2`` at ``FULL_AT / 2``, ``opacity`` from ``FULL_AT`` on."""
+    t = np.clip(np.asarray(maps, np.float32) / FULL_AT, 0.0, 1.0)
+    alpha: np.ndarray = opacity * t * t * (3.0 - 2.0 * t)
+    return alpha
+
+
+def alpha_overlay(
+    image: np.ndarray,
+    maps: np.ndarray,
+    class_ids: Sequence[int],
+    opacity: float = OVERLAY_OPACITY,
+) -> np.ndarray:
+    """Each pixel takes its strongest class's colour with alpha :func:`overlay_alpha` of that
+    class's map: the photo is untouched where every map is 0, the class colour (times
+    ``opacity``) where one is ``FULL_AT`` or more.
+
+    ``out = (1 - a) * image + a * colour[argmax_c map]``, ``a = overlay_alpha(max_c map)``;
+    RGB uint8.
     """
     if not 0.0 <= opacity <= 1.0:
         raise ConfigError(f"opacity {opacity} is outside [0, 1]")
@@ -117,7 +142,7 @@ def alpha_overlay(
     if not class_ids:
         return image.copy()
     strongest = np.argmax(maps, axis=2)
-    alpha = opacity * np.clip(np.take_along_axis(maps, strongest[..., None], 2), 0.0, 1.0)
+    alpha = overlay_alpha(np.take_along_axis(maps, strongest[..., None], 2), opacity)
     colours = overlay_colours(class_ids).astype(np.float32)[strongest]
     out = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
     picture: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
@@ -230,7 +255,17 @@ def grid(
         if captions is not None:
             chars = max(8, cell * 30 // (bar * 18))
             text = captions[index]
-            for line, part in enumerate((text[:chars], text[chars : 2 * chars])):
+            for line, part in enumerate(_two_lines(text, chars)):
                 origin = (c * cell + 3, r * step + bar + cell + (line + 1) * bar - 4)
                 cv2.putText(sheet, part, origin, font, bar / 30.0, (0, 0, 0), 1, cv2.LINE_AA)
     return sheet
+
+
+def _two_lines(text: str, chars: int) -> tuple[str, str]:
+    """``text`` in two lines of at most ``chars`` characters, broken after a ", " where one
+    fits (so a class name is not cut in two), the rest of a longer text left out."""
+    if len(text) <= chars:
+        return text, ""
+    cut = text.rfind(", ", 0, chars + 1)
+    first, rest = (text[: cut + 1], text[cut + 2 :]) if cut > 0 else (text[:chars], text[chars:])
+    return first, rest[:chars]

@@ -7,13 +7,14 @@ relative to the picture: about 1/20 of its shorter side, at least 10 pixels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import InputError
 
-__all__ = ["boxes_picture", "font_size", "label_strip", "legend"]
+__all__ = ["boxes_picture", "font_size", "label_strip", "legend", "legend_box"]
 
 _SMALLEST = 48  # pictures with a shorter side get no legend
 Entry = tuple[str, float, np.ndarray]  # class name, probability, RGB colour
@@ -32,15 +33,20 @@ def _line(name: str, probability: float) -> str:
     return f"{name[:40]} {probability:.2f}"
 
 
-def legend(picture: np.ndarray, entries: Sequence[Entry]) -> np.ndarray:
-    """``picture`` (RGB uint8) with a legend in its top-left corner: a colour swatch, the class
-    name and probability per entry, one line each, on a dark box; lines that do not fit are
-    summed up as "+N more". Pictures under 48 pixels on a side get none."""
-    if picture.ndim != 3 or picture.shape[2] != 3:
-        raise InputError(f"picture has shape {picture.shape}; expected RGB (H, W, 3)")
-    h, w = picture.shape[:2]
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    size: int  # text height
+    pad: int
+    step: int  # one line
+    shown: list[Entry]  # the entries with a line of their own
+    texts: list[str]  # their lines, and "+N more"
+    width: int  # the box spans x 0..width and y 0..height, inclusive
+    height: int
+
+
+def _layout(h: int, w: int, entries: Sequence[Entry]) -> _Layout | None:
     if not entries or min(h, w) < _SMALLEST:  # a legend would hide all of a tiny picture
-        return picture.copy()
+        return None
     size = font_size(h, w)
     pad, step = max(2, size // 4), size + max(2, size // 4)
     fits = max(1, (h - 2 * pad) // step)
@@ -48,16 +54,40 @@ def legend(picture: np.ndarray, entries: Sequence[Entry]) -> np.ndarray:
     texts = [_line(n, p) for n, p, _ in shown]
     if len(shown) < len(entries):
         texts.append(f"+{len(entries) - len(shown)} more")
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = _font(size)
+    text_w = max(measure.textlength(t, font=font) for t in texts)
+    box_w = min(w, int(pad * 3 + size + text_w))
+    return _Layout(size, pad, step, shown, texts, box_w, pad * 2 + step * len(texts))
+
+
+def legend_box(height: int, width: int, entries: Sequence[Entry]) -> tuple[int, int]:
+    """(width, height) of the corner :func:`legend` covers on a ``height`` x ``width``
+    picture: pixels ``[0, height) x [0, width)`` from the top left; (0, 0) if it draws none."""
+    layout = _layout(height, width, entries)
+    if layout is None:
+        return 0, 0
+    return min(width, layout.width + 1), min(height, layout.height + 1)
+
+
+def legend(picture: np.ndarray, entries: Sequence[Entry]) -> np.ndarray:
+    """``picture`` (RGB uint8) with a legend in its top-left corner: a colour swatch, the class
+    name and probability per entry, one line each, on a dark box; lines that do not fit are
+    summed up as "+N more". Pictures under 48 pixels on a side get none."""
+    if picture.ndim != 3 or picture.shape[2] != 3:
+        raise InputError(f"picture has shape {picture.shape}; expected RGB (H, W, 3)")
+    layout = _layout(picture.shape[0], picture.shape[1], entries)
+    if layout is None:
+        return picture.copy()
+    size, pad, step = layout.size, layout.pad, layout.step
     im = Image.fromarray(np.ascontiguousarray(picture))
     draw = ImageDraw.Draw(im, "RGBA")
     font = _font(size)
-    width = max(draw.textlength(t, font=font) for t in texts)
-    box_w = min(w, int(pad * 3 + size + width))
-    draw.rectangle((0, 0, box_w, pad * 2 + step * len(texts)), fill=(0, 0, 0, 160))
-    for i, text in enumerate(texts):
+    draw.rectangle((0, 0, layout.width, layout.height), fill=(0, 0, 0, 160))
+    for i, text in enumerate(layout.texts):
         top = pad + i * step
-        if i < len(shown):
-            colour = tuple(int(v) for v in shown[i][2])
+        if i < len(layout.shown):
+            colour = tuple(int(v) for v in layout.shown[i][2])
             draw.rectangle((pad, top, pad + size, top + size), fill=colour, outline=(255,) * 3)
         draw.text((pad * 2 + size, top), text, fill=(255, 255, 255), font=font)
     return np.asarray(im.convert("RGB"))

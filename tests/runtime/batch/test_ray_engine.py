@@ -179,6 +179,20 @@ def test_the_driver_refuses_unknown_labels_before_any_work(
     assert not (tmp_path / "o").exists()
 
 
+def test_the_driver_refuses_impossible_kinds_before_any_work(
+    setup: tuple[Path, Path], tmp_path: Path, no_session_here: None
+) -> None:
+    """As the local engine: a --save kind that cannot work with the model (seeds of 70,000
+    classes) is refused before the output folder is made or an actor starts."""
+    _, images = setup
+    names = tuple(f"k{i}" for i in range(70000))
+    model = channel_model(tmp_path / "wide.onnx", channels=3, class_names=names)
+    engine = RayRunner(model, ExplainConfig(), tmp_path / "o", RunConfig(save=("overlay", "seeds")))
+    with pytest.raises(ConfigError, match=r"--save seeds .*70000 classes"):
+        engine.run(discover_inputs([str(images)]))
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_engine_ray(setup: tuple[Path, Path], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

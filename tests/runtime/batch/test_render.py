@@ -166,22 +166,26 @@ def test_overlay_shows_the_objects_and_leaves_the_rest_of_the_photo() -> None:
 
 
 def test_overlay_alpha_follows_the_map() -> None:
+    """Alpha rises smoothly with the map: 0 at 0, half the opacity at a quarter of the peak,
+    all of it from half the peak on (maps.colour.overlay_alpha; a linear alpha left the
+    objects of real photos faint, see test_render_photos.py)."""
     from cam_rt.runtime.maps.colour import overlay_colours
 
     maps = np.zeros((6, 8, 1), np.float32)
-    maps[:, 4:, 0] = 1.0
-    maps[:, 2, 0] = 0.5
-    result = CamResult(np.zeros(3, np.float32), np.full(3, 0.5, np.float32), (1,), ("dog",), maps)
-    image = np.full((60, 80, 3), 100, np.uint8)
+    maps[:, 5:, 0] = 1.0
+    maps[:, 2, 0] = 0.25
+    maps[:, 3, 0] = 0.5
     big = np.repeat(np.repeat(maps, 10, axis=0), 10, axis=1)
-    result = CamResult(result.scores, result.probabilities, (1,), ("dog",), big)
+    result = CamResult(np.zeros(3, np.float32), np.full(3, 0.5, np.float32), (1,), ("dog",), big)
+    image = np.full((60, 80, 3), 100, np.uint8)
     rendered = render("x", result, image, RenderConfig(overlay_alpha=1.0))
     colour = overlay_colours((1,))[0].tolist()
     assert rendered.overlay is not None
     assert rendered.overlay[55, 15].tolist() == [100, 100, 100]  # map 0: the photo
     assert rendered.overlay[55, 75].tolist() == colour  # map 1: the class colour
+    assert rendered.overlay[55, 35].tolist() == colour  # map 0.5: the class colour too
     half = [round(50 + c / 2) for c in colour]
-    assert np.abs(rendered.overlay[55, 25].astype(int) - half).max() <= 1  # map 0.5: halfway
+    assert np.abs(rendered.overlay[55, 25].astype(int) - half).max() <= 1  # map 0.25: halfway
 
 
 def test_strongest_class_colours_each_pixel() -> None:

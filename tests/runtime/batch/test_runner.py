@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from cam_rt.runtime import CamSession, ClassSelection, ExplainConfig, Explainer, TTAConfig
 from cam_rt.runtime.batch.inputs import InputItem
 from cam_rt.runtime.batch.io import LoadedImage
-from cam_rt.runtime.batch.records import Journal, Ledger, RunSummary
+from cam_rt.runtime.batch.journal import Journal
+from cam_rt.runtime.batch.records import Ledger, RunSummary
 from cam_rt.runtime.batch.runner import RunConfig, Runner, Writer, discover_inputs
 from cam_rt.runtime.batch.steps import Explained
 from cam_rt.runtime.cli import get_app
@@ -254,3 +255,38 @@ def test_bad_grid_labels_and_save_exit_one(tmp_path: Path, model: Path) -> None:
     assert labels.exit_code == 1 and "class 'purple'" in labels.stderr
     empty = runner.invoke(get_app(), [*base, "--save", ""])
     assert empty.exit_code == 1 and "--save is empty" in empty.stderr
+
+
+def test_run_and_render_defaults_are_the_same() -> None:
+    """One default per render option (RenderConfig's): the CLI's --save and --bg-threshold
+    defaults come from RunConfig, the saved overlay's alpha too."""
+    from cam_rt.runtime.batch.render import RenderConfig
+    from cam_rt.runtime.maps.colour import OVERLAY_OPACITY
+
+    assert RunConfig().render == RenderConfig()
+    assert RenderConfig().overlay_alpha == OVERLAY_OPACITY
+    help_text = runner.invoke(get_app(), ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: overlay,maps]" in help_text and "[default: 0.3]" in help_text
+
+
+def test_impossible_kinds_are_refused_before_any_work(tmp_path: Path) -> None:
+    """The check both engines share (run_pipeline): seeds of 70,000 classes cannot be written,
+    so nothing starts and no output folder is made."""
+    from cam_rt.runtime.batch.runner import run_pipeline
+
+    def explain_all(todo: Any, writer: Any) -> None:
+        raise AssertionError("explained")
+
+    config = RunConfig(save=("overlay", "seeds"))
+    with pytest.raises(ConfigError, match=r"--save seeds .*70000 classes"):
+        run_pipeline([], tmp_path / "o", config, explain_all, class_names=("k",) * 70000)
+    assert not (tmp_path / "o").exists()
+
+
+def test_top5_are_named_with_the_models_names(tmp_path: Path, model: Path) -> None:
+    _images(tmp_path / "in", 1)
+    explainer = Explainer(CamSession(model), ExplainConfig(classes=ClassSelection("top-k", k=1)))
+    Runner(explainer, tmp_path / "out").run(discover_inputs([tmp_path / "in"]))
+    (record,) = _lines(tmp_path / "out")
+    assert len(record["classes"]) == 1
+    assert sorted(t["name"] for t in record["top5"]) == ["blue", "green", "red"]

@@ -80,3 +80,24 @@ def test_colour_shape_errors() -> None:
         blend(np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3)))
     with pytest.raises(InputError, match=r"expected RGB \(H, W, 3\)"):
         grid([np.zeros((4, 4, 4), np.uint8)])
+
+
+def test_overlay_alpha_curve() -> None:
+    """smoothstep(min(m / 0.5, 1)) times the opacity: known values, monotone, flat at 0."""
+    from cam_rt.runtime.maps.colour import FULL_AT, overlay_alpha
+
+    assert FULL_AT == 0.5
+    got = overlay_alpha(np.asarray([0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, -0.2, 1.5]), 0.8)
+    np.testing.assert_allclose(
+        got, 0.8 * np.asarray([0.0, 0.028, 0.104, 0.5, 1.0, 1.0, 1.0, 0.0, 1.0]), atol=1e-6
+    )
+    ramp = overlay_alpha(np.linspace(0.0, 1.0, 101))
+    assert (np.diff(ramp) >= 0).all() and ramp[1] < 0.01
+
+
+def test_grid_captions_break_between_classes() -> None:
+    from cam_rt.runtime.maps.colour import _two_lines
+
+    assert _two_lines("circle 0.92, ellipse 0.96", 18) == ("circle 0.92,", "ellipse 0.96")
+    assert _two_lines("circle 0.78", 18) == ("circle 0.78", "")
+    assert _two_lines("abcdefghijklmnopqrstuvwxyz", 10) == ("abcdefghij", "klmnopqrst")

@@ -32,3 +32,14 @@ def test_a_thousand_classes_get_distinct_colours() -> None:
     distance[np.arange(1000), np.arange(1000)] = np.inf
     assert distance.min() >= 25  # the minimum pairwise RGB distance the README states
     assert np.array_equal(overlay_colours([0, 1, 2]), overlay_colours([0, 1, 2]))  # deterministic
+
+
+def test_legend_box_is_the_corner_the_legend_covers() -> None:
+    from cam_rt.runtime.maps.legend import legend_box
+
+    photo = np.full((213, 320, 3), 128, np.uint8)
+    entries = [("tabby cat", 0.91, np.array([0, 0, 128], np.uint8)), ("dog", 0.4, np.zeros(3))]
+    changed = np.any(legend(photo, entries) != photo, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert legend_box(213, 320, entries) == (xs.max() + 1, ys.max() + 1)
+    assert legend_box(40, 40, entries) == (0, 0) and legend_box(213, 320, []) == (0, 0)
