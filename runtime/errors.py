@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __all__ = [
     "CamRtError",
+    "CamRtNotice",
     "ConfigError",
     "ExportError",
     "FidelityError",
@@ -66,3 +67,8 @@ class ExportError(CamRtError):
 class FidelityError(CamRtError):
     """A converted model (e.g. the int8 file of ``cam-rt quantize``) gives maps below the
     required agreement with the original's; nothing was written."""
+
+
+class CamRtNotice(UserWarning):
+    """Information worth one line that is not a problem (e.g. what ``--device auto`` measured
+    and chose): the CLI prints it as ``cam-rt: note: ...``, and ``-q`` silences it."""

@@ -207,10 +207,11 @@ class TensorRTConfig:
 
 
 OpenVINOPrecision = Literal["auto", "bf16", "fp32", "fp16"]
-#: CPU features that run bf16 natively. Only AMX makes bf16 pay: on a Xeon with AVX512-BF16 but
-#: no AMX, OpenVINO bf16 ran ResNet38-d at 224x224 in 1,107 ms vs 605 ms in fp32 (2026-11-30).
+#: CPU features that run bf16 natively: where one is present, ``--precision auto`` measures bf16
+#: against fp32 (``backend.precision``). Flags alone do not tell which is faster: bf16 ran at
+#: half the fp32 speed on a Xeon with AVX512-BF16 and no AMX, and twice it on a Zen 5 with the
+#: same flags.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-FAST_BF16_FLAGS = ("amx_bf16",)
 
 
 def cpu_flags() -> frozenset[str]:
@@ -228,8 +229,9 @@ def cpu_flags() -> frozenset[str]:
 class OpenVINOConfig:
     """OpenVINO execution provider options (``--device openvino``, ``--precision``).
 
-    ``precision="auto"``: bf16 where the CPU has AMX (bf16 matrix units), else fp32; bf16 can
-    be forced on other CPUs (emulated or through AVX512-BF16, it ran slower than fp32 here).
+    ``precision="auto"`` on the CPU: the session measures fp32 against bf16 (where the CPU has
+    bf16) on the run's first input and keeps the fastest within the map bound (see
+    ``backend.precision``); elsewhere, or before a decision, it stands for fp32.
     Sessions are compiled per input shape (``SessionConfig.static_shapes``): OpenVINO's
     dynamic-shape path was measured ~30% slower.
     """
@@ -246,7 +248,7 @@ class OpenVINOConfig:
             )
         if not self.device_type:
             raise ConfigError("OpenVINO device_type is empty: use CPU, GPU or NPU")
-        on_cpu = self.device_type.upper().startswith("CPU")
+        on_cpu = self.on_cpu
         if on_cpu and self.precision == "fp16":
             raise ConfigError(
                 "OpenVINO runs fp16 on GPU or NPU devices, not on the CPU: use --precision fp32 "
@@ -260,18 +262,18 @@ class OpenVINOConfig:
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
-    def resolved_precision(self, flags: frozenset[str] | None = None) -> str:
-        """The precision that runs: ``auto`` resolved against the CPU's features."""
-        if self.precision != "auto":
-            return self.precision
-        if not self.device_type.upper().startswith("CPU"):
-            return "fp32"
-        flags = cpu_flags() if flags is None else flags
-        return "bf16" if any(f in flags for f in FAST_BF16_FLAGS) else "fp32"
+    @property
+    def on_cpu(self) -> bool:
+        return self.device_type.upper().startswith("CPU")
 
-    def ort_options(self, flags: frozenset[str] | None = None) -> dict[str, str]:
+    def resolved_precision(self) -> str:
+        """The precision these options ask for: ``auto`` (not decided by a measurement) is
+        fp32."""
+        return "fp32" if self.precision == "auto" else self.precision
+
+    def ort_options(self) -> dict[str, str]:
         """The option dictionary handed to ONNX Runtime's ``OpenVINOExecutionProvider``."""
-        precision = self.resolved_precision(flags)
+        precision = self.resolved_precision()
         options = {"device_type": self.device_type}
         if precision == "bf16":  # no EP precision name for it: OpenVINO's own hint
             options["precision"] = "ACCURACY"

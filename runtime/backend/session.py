@@ -8,6 +8,7 @@ keeps no per-call state).
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import MutableMapping, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError, ModelLoadError, ProviderError
 from ..metadata import INPUT_NAME, PREFIX
+from .choice import choice_config, decide, measures, plan_choice, static_overrides
 from .layout import ModelLayout, check_layout, metadata_layout
 from .ort import (
     PROVIDERS,
@@ -32,12 +34,14 @@ from .ort import (
 )
 from .outputs import cam_outputs
 from .plain import PlainModel, plain_layout
+from .precision import CHOICE_CACHE_MODES, Candidate, ChoiceCacheMode, ChoiceNotice, Decision
 from .providers import CudaConfig, OpenVINOConfig, ShapeProfile, TensorRTConfig
 from .shapes import CudaGraphs, StaticSessions, run_bound
 
 __all__ = ["CamSession", "SessionConfig"]
 
 _GPU = (PROVIDERS["tensorrt"], PROVIDERS["cuda"])
+_CPU = PROVIDERS["cpu"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,9 @@ class SessionConfig:
     #: the ``max_static_sessions`` most recently used kept open.
     static_shapes: bool | None = None
     max_static_sessions: int = 8
+    #: ``--device auto`` / ``--precision auto`` on the CPU: reuse a cached choice (``use``),
+    #: measure again and store it (``refresh``), or measure and store nothing (``off``).
+    choice_cache: ChoiceCacheMode = "use"
 
     def __post_init__(self) -> None:
         if isinstance(self.providers, str):  # "cuda" or "cuda,cpu"
@@ -85,6 +92,10 @@ class SessionConfig:
             raise ConfigError(f"max_static_sessions {limit!r} must be an integer >= 1")
         if self.io_binding not in (None, True, False):
             raise ConfigError(f"io_binding {self.io_binding!r} must be None (auto), True or False")
+        if self.choice_cache not in CHOICE_CACHE_MODES:
+            raise ConfigError(
+                f"choice cache '{self.choice_cache}' is unknown: use use, refresh or off"
+            )
         if self.cuda.cuda_graphs and not self.bucketed:
             raise ConfigError(
                 "CUDA graphs are captured per input shape: use them with size buckets "
@@ -138,45 +149,29 @@ class CamSession:
         ort = onnxruntime()
         if not self.path.is_file():
             raise ModelLoadError(f"model file '{path}' does not exist")
-        options = session_options(ort, config.intra_op_threads)
-        providers = resolve_providers(config.providers)
-        input_name = (plain.input_name if plain is not None else None) or INPUT_NAME
-        provider_list = [(p, config.options_for(p, input_name)) for p in providers]
-        static = config.static_shapes
-        if static is None:  # OpenVINO with buckets: few shapes, each compiled once
-            static = providers[0] == PROVIDERS["openvino"] and config.bucketed
-        self.providers: list[str]
-        if static and providers[0] != PROVIDERS["cpu"]:
-            # The base session only describes the model: on the CPU, not compiled by the engine
-            # (that would be one more copy of the weights); the per-shape sessions use it.
-            self._session = open_session(ort, self.path, options, [(PROVIDERS["cpu"], {})], {})
-            self.providers = list(providers)
-        else:
-            self._session = open_session(ort, self.path, options, provider_list, {})
-            self.providers = list(self._session.get_providers())
-        self._device = config.binding_device(self.providers)
-        binding = config.io_binding
-        self._io_binding = self.on_gpu if binding is None else binding
-        self._profile = config.trt_profile if PROVIDERS["tensorrt"] in self.providers else None
+        self._ort, self._options = ort, session_options(ort, config.intra_op_threads)
+        self._input_name = (plain.input_name if plain is not None else None) or INPUT_NAME
+        requested = resolve_providers(config.providers)
+        self._lock = threading.Lock()
+        self._probing = False
+        self._pending: list[Candidate] | None = None
+        self._key: dict[str, Any] = {}
+        self.choice: Decision | None = None  # what --device/--precision auto chose, and why
+        self._base: Any = None
+        self._session: Any = None
+        self.providers: list[str] = list(requested)
+        self._run_config = config
+        self._device: tuple[str, int] = ("cpu", 0)
+        self._io_binding = False
+        self._profile: ShapeProfile | None = None
         self._graphs: CudaGraphs | None = None
-        if config.cuda.cuda_graphs and self.providers[0] == PROVIDERS["cuda"]:
-            self._graphs = CudaGraphs(ort, self._device[1], config.cuda.max_graphs)
         self._static: StaticSessions | None = None
-        if static:
-            shape = self._session.get_inputs()[0].shape
-            self._static = StaticSessions(
-                lambda overrides: open_session(ort, self.path, options, provider_list, overrides),
-                {i: d for i, d in enumerate(shape) if isinstance(d, str)},
-                config.max_static_sessions,
+        if measures(config, requested):  # described on the CPU until the choice is made
+            self._base = self._session = open_session(
+                ort, self.path, self._options, [(_CPU, {})], {}
             )
-        missing = [p for p in providers if p not in self.providers]
-        if missing:
-            warnings.warn(
-                f"ONNX Runtime could not start {', '.join(missing)} (missing GPU libraries?); "
-                f"running on {', '.join(self.providers)}: see 'cam-rt doctor'",
-                ProviderFallbackWarning,
-                stacklevel=2,
-            )
+        else:
+            self._open_engine(requested, config, {})
         self._props = dict(self._session.get_modelmeta().custom_metadata_map)
         inputs = {i.name: i.shape for i in self._session.get_inputs()}
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
@@ -188,12 +183,103 @@ class CamSession:
         declared = [*self._session.get_inputs(), *self._session.get_outputs()]
         check_layout(self._layout, inputs, outputs, self.path, {a.name: a.type for a in declared})
         self.metadata = self._layout.metadata
+        if self._base is not None:
+            self._plan_choice()
         self._stride = self.metadata.output_stride or self._measure_stride()
 
     def _measure_stride(self) -> int:
-        """Input/map size ratio of a plain file, from one run on a 64x64 probe."""
-        _, maps = self.run(np.zeros((1, 64, 64, 3), np.float32))
+        """Input/map size ratio of a plain file, from one run on a 64x64 probe (before a choice:
+        on the CPU, so that the probe is not what auto measures)."""
+        self._probing = True
+        try:
+            _, maps = self.run(np.zeros((1, 64, 64, 3), np.float32))
+        finally:
+            self._probing = False
         return max(1, round(64 / int(maps.shape[1])))
+
+    def _open_engine(
+        self, providers: list[str], config: SessionConfig, prebuilt: dict[tuple[Any, ...], Any]
+    ) -> None:
+        """Open the sessions that run: on ``providers`` with ``config``'s options; ``prebuilt``
+        holds sessions already compiled (by a measurement), keyed by their dimension overrides.
+        """
+        ort, options, path = self._ort, self._options, self.path
+        provider_list = [(p, config.options_for(p, self._input_name)) for p in providers]
+
+        def build(overrides: dict[str, int]) -> Any:
+            ready = prebuilt.pop(tuple(sorted(overrides.items())), None)
+            return ready or open_session(ort, path, options, provider_list, overrides)
+
+        static = config.static_shapes
+        if static is None:  # OpenVINO with buckets: few shapes, each compiled once
+            static = providers[0] == PROVIDERS["openvino"] and config.bucketed
+        self._run_config = config
+        if self._base is not None and (static or providers[0] == _CPU):
+            self._session, self.providers = self._base, list(providers)
+        elif static and providers[0] != _CPU:
+            # The base session only describes the model: on the CPU, not compiled by the engine
+            # (that would be one more copy of the weights); the per-shape sessions use it.
+            self._session = open_session(ort, path, options, [(_CPU, {})], {})
+            self.providers = list(providers)
+        else:
+            self._session = build({})
+            self.providers = list(self._session.get_providers())
+        self._device = config.binding_device(self.providers)
+        binding = config.io_binding
+        self._io_binding = self.on_gpu if binding is None else binding
+        self._profile = config.trt_profile if PROVIDERS["tensorrt"] in self.providers else None
+        self._graphs = None
+        if config.cuda.cuda_graphs and self.providers[0] == PROVIDERS["cuda"]:
+            self._graphs = CudaGraphs(ort, self._device[1], config.cuda.max_graphs)
+        self._static = None
+        if static:
+            shape = self._session.get_inputs()[0].shape
+            self._static = StaticSessions(
+                build,
+                {i: d for i, d in enumerate(shape) if isinstance(d, str)},
+                config.max_static_sessions,
+            )
+        missing = [p for p in providers if p not in self.providers]
+        if missing:
+            warnings.warn(
+                f"ONNX Runtime could not start {', '.join(missing)} (missing GPU libraries?); "
+                f"running on {', '.join(self.providers)}: see 'cam-rt doctor'",
+                ProviderFallbackWarning,
+                stacklevel=3,
+            )
+
+    def _plan_choice(self) -> None:
+        """Resolve ``auto`` from the only candidate or the cache, or leave it to the first run."""
+        self.choice, self._pending, self._key = plan_choice(
+            self.path, self._props, self.metadata.fp16, self.config, self._ort
+        )
+        if self.choice is not None:
+            if self.choice.source.startswith("the file is"):  # auto keeps int8/fp16 files
+                warnings.warn(f"{self.path.name}: {self.choice.source}", ChoiceNotice, 3)
+            self._open_engine(*choice_config(self.config, self.choice.chosen), {})
+
+    def _decide(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Measure the candidates on ``x``, keep the choice, return its outputs (None: another
+        thread decided first)."""
+        with self._lock:
+            if self._pending is None:
+                return None
+            layout = self._layout
+
+            def open_candidate(providers: list[str], config: SessionConfig, static: bool) -> Any:
+                listed = [(p, config.options_for(p, self._input_name)) for p in providers]
+                overrides = static_overrides(self._base, x.shape) if static else {}
+                session = open_session(self._ort, self.path, self._options, listed, overrides)
+                return tuple(sorted(overrides.items())), session
+
+            names = (layout.input, layout.scores, layout.maps)
+            self.choice, compiled, outputs = decide(
+                self._pending, self.config, self._key, self._base, open_candidate, names, x
+            )
+            self._open_engine(*choice_config(self.config, self.choice.chosen), compiled)
+            self._pending = None
+            warnings.warn(f"auto chose {self.choice.describe()}", ChoiceNotice, stacklevel=4)
+            return outputs
 
     @property
     def precision(self) -> str:
@@ -202,8 +288,10 @@ class CamSession:
         on_openvino = first == PROVIDERS["openvino"]
         if PREFIX + "quantization" in self._props:
             return "int8 (QDQ file, OpenVINO)" if on_openvino else "int8 (QDQ file)"
+        if self._pending is not None:
+            return "auto (measured on the first run)"
         if on_openvino:
-            return f"{self.config.openvino.resolved_precision()} (OpenVINO)"
+            return f"{self._run_config.openvino.resolved_precision()} (OpenVINO)"
         if first == PROVIDERS["tensorrt"] and self.config.tensorrt.fp16:
             return "fp16 (TensorRT)"
         return "fp16 (file)" if self.metadata.fp16 else "fp32"
@@ -294,6 +382,10 @@ class CamSession:
 
     def _run_engine(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's raw outputs for ``x``: through a CUDA graph, IO binding or a plain run."""
+        if self._pending is not None and not self._probing:
+            decided = self._decide(x)
+            if decided is not None:
+                return decided
         layout = self._layout
         session = self._session if self._static is None else self._static.get(x.shape)
         outputs = (layout.scores, layout.maps)

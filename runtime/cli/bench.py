@@ -16,6 +16,7 @@ from ..backend.session import CamSession
 from ..batch.io import write_atomic
 from ..plan import warmup_shapes
 from ..tools.bench import BenchConfig, SizeResult, bench_model, parse_size, warm_up
+from .entry import quiet_notes
 from .groups import expand, group
 from .options import DeviceOptions, ExplainOptions, ModelFile, split
 
@@ -147,6 +148,7 @@ def warmup_command(
 ) -> None:
     """Run every input shape that later runs will make once (cuDNN search, TensorRT engine
     build, memory planning) and report what it cost. Use the options of the later runs."""
+    quiet_notes(quiet)
     explain_config = explain.config()
     image_sizes = [parse_size(s) for s in split(sizes)]
     session_config = device.session_config(explain_config)

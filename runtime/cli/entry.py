@@ -159,4 +159,17 @@ def _forget_caught_interrupts() -> None:
 
 
 def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
-    print(f"cam-rt: warning: {message}", file=sys.stderr)
+    from ..errors import CamRtNotice
+
+    kind = "note" if isinstance(category, type) and issubclass(category, CamRtNotice) else "warning"
+    print(f"cam-rt: {kind}: {message}", file=sys.stderr)
+
+
+def quiet_notes(quiet: bool) -> None:
+    """``-q``: notes (:class:`~cam_rt.runtime.errors.CamRtNotice`) are not printed."""
+    if quiet:
+        import warnings
+
+        from ..errors import CamRtNotice
+
+        warnings.simplefilter("ignore", CamRtNotice)

@@ -15,6 +15,7 @@ from ..batch.runner import load_labels
 from ..errors import ConfigError
 from ..explain import ClassSelection, Explainer
 from ..tools.evaluate import EvalItem, evaluate, parse_thresholds, voc_items, write_report
+from .entry import quiet_notes
 from .groups import expand, group
 from .options import DeviceOptions, ExplainOptions, ModelFile, open_model
 from .progress import Progress
@@ -100,6 +101,7 @@ def eval_command(
         check_output(json_file)  # a bad --json path is refused before the evaluation
     if report_file is not None:
         check_output(report_path(report_file))
+    quiet_notes(quiet)
     progress = Progress(quiet)
     with progress:
         report = evaluate(

@@ -16,6 +16,7 @@ from ..batch.report import write_run_report
 from ..batch.runner import RunConfig, RunEngine, Runner, discover_inputs, load_labels
 from ..errors import ConfigError
 from ..explain import ExplainConfig, Explainer
+from .entry import quiet_notes
 from .groups import choice, expand, group
 from .options import (
     DeviceOptions,
@@ -112,6 +113,7 @@ def run_command(
     )
     items = discover_inputs(inputs, exclude=[outdir])
     label_map = load_labels(labels) if labels is not None else None
+    quiet_notes(quiet)
     progress = Progress(quiet)
     events = progress.event  # warnings too, e.g. damaged lines of the records a resume reads
     session_config = device.session_config(explain_config)

@@ -14,8 +14,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from ..backend.choice import auto_choice
 from ..backend.ort import available_providers
-from ..backend.providers import BF16_FLAGS, FAST_BF16_FLAGS, cpu_flags
+from ..backend.precision import DecisionCache, cpu_model
+from ..backend.providers import BF16_FLAGS, cpu_flags
 from ..backend.session import CamSession, SessionConfig
 from ..errors import MissingDependencyError
 from ..metadata import ModelMetadata
@@ -94,26 +96,20 @@ def environment_checks() -> list[Check]:
             checks.append(Check(label, level, "not found on the library path"))
     flags = cpu_flags()
     native = sorted(f for f in flags if f in BF16_FLAGS)
-    if any(f in flags for f in FAST_BF16_FLAGS):
-        checks.append(Check("CPU bf16", "ok", f"AMX ({', '.join(native)}): OpenVINO runs bf16"))
-    elif native:
-        checks.append(
-            Check(
-                "CPU bf16",
-                "info",
-                f"{', '.join(native)} without AMX: --device openvino runs fp32 (bf16 measured "
-                "slower there); --precision bf16 forces it",
-            )
-        )
+    measured = "--precision auto measures fp32 against bf16 on the first run"
+    checks.append(Check("CPU", "info", cpu_model()))
+    if native:
+        checks.append(Check("CPU bf16", "ok", f"{', '.join(native)}: {measured}"))
     else:
         checks.append(
             Check(
                 "CPU bf16",
                 "info",
-                "not native (no AMX or AVX512-BF16): --device openvino runs fp32 unless "
-                "--precision bf16 is forced",
+                "not native (no AVX512-BF16 or AMX): OpenVINO runs fp32 unless --precision "
+                "bf16 is forced",
             )
         )
+    checks.append(choice_check())
     for module, dist, purpose in (
         ("tensorflow", "tensorflow", "export"),
         ("tf2onnx", "tf2onnx", "export"),
@@ -123,6 +119,26 @@ def environment_checks() -> list[Check]:
         else:
             checks.append(Check(module, "info", f"not installed: pip install 'cam-rt[{purpose}]'"))
     return checks
+
+
+def choice_check(cache: DecisionCache | None = None) -> Check:
+    """The ``--device auto`` / ``--precision auto`` decisions measured on this CPU, and where
+    they are kept."""
+    cache = cache or DecisionCache()
+    cpu = cpu_model()
+    here = [(k, d) for k, d in cache.all() if k.get("cpu") == cpu]
+    if not here:
+        return Check(
+            "auto choice",
+            "info",
+            f"none measured on this CPU yet (the first run with --device auto or --precision "
+            f"auto measures; kept in {cache.path})",
+        )
+    lines = [
+        f"model {str(k.get('model_sha256', '?'))[:12]} ({k.get('engine', '?')}): {d.describe()}"
+        for k, d in here
+    ]
+    return Check("auto choice", "ok", f"{len(here)} in {cache.path}; " + "; ".join(lines))
 
 
 def model_info(path: Path) -> dict[str, Any]:
@@ -145,6 +161,7 @@ def model_info(path: Path) -> dict[str, Any]:
         "method": meta.method,
         "fp16": meta.fp16,
         "precision": session.precision,
+        "auto_choice": auto_choice(path, session.metadata.fp16, SessionConfig()),
         "source": meta.source,
         "source_sha256": meta.source_sha256,
         "producer": dict(meta.producer),
