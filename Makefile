@@ -18,7 +18,7 @@ OV_FIXTURE := build/openvino
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c .ci/constraints.txt -e '.[cpu,export,bench,dev,ray]'
+	$(PY) -m pip install --quiet -c .ci/constraints.txt -e '.[cpu,export,bench,dev,ray,serve]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,8 +1,8 @@
 """Image files in, result files out: decoding with Pillow, atomic writes, encoders.
 
-Reading (:func:`read_image`): regular files only, the size checked from the header before
-decoding, whatever the decoder raises turned into one InputError naming the file. Writing
-(:func:`write_atomic`, :class:`Temporary` + :func:`publish`): a temporary ``.cam-rt-<8
+Reading (:func:`read_image`): regular files (or encoded bytes) only, the size checked from the
+header before decoding, whatever the decoder raises turned into one InputError naming the file.
+Writing (:func:`write_atomic`, :class:`Temporary` + :func:`publish`): a temporary ``.cam-rt-<8
 hex>.tmp`` in the destination's folder, then ``os.replace``; only a regular file (or nothing)
 is replaced, and a symlink is followed (its target checked the same way; the link stays).
 """
@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "LoadedImage",
+    "PixelLimitError",
     "Temporary",
     "check_output",
     "encode_json",
@@ -89,20 +90,34 @@ class LoadedImage:
     conversions: tuple[str, ...]
 
 
+class PixelLimitError(InputError):
+    """An image whose header claims more pixels than the limit: refused before decoding."""
+
+
 @contextmanager
-def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Any]:
-    """The Pillow image of the file at ``path``, not decoded yet; anything the block raises
-    while decoding it (other than InputError and MemoryError) becomes an InputError naming the
-    file. Refused before decoding: what is not a regular file (opened without blocking, so a
-    FIFO does not hang), empty files, and images above ``max_pixels`` (from the header).
+def open_image(
+    path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> Iterator[Any]:
+    """The Pillow image of the file at ``path`` (or of the encoded image ``bytes``, named
+    ``name`` in messages), not decoded yet; anything the block raises while decoding it (other
+    than InputError and MemoryError) becomes an InputError naming the file. Refused before
+    decoding: what is not a regular file (opened without blocking, so a FIFO does not hang),
+    empty files, and images above ``max_pixels`` (from the header: :class:`PixelLimitError`).
 
     Pillow's own limit (``Image.MAX_IMAGE_PIXELS``, a process-wide setting) is switched off:
     the limit here is per call, so concurrent reads with different limits do not race, and
     ``--max-pixels`` may go above Pillow's 179 MP.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
+    if isinstance(path, bytes):
+        label = name or "the image"
+        if not path:
+            raise InputError(f"{label} is empty (0 bytes)")
+        with _decoding(io.BytesIO(path), label, max_pixels) as im:
+            yield im
+        return
     name = shown(path)
     try:
         fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)
@@ -116,33 +131,43 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Any
         raise InputError(
             f"{name} is {_kind(info.st_mode)}, not an image file: give the path of an image file"
         )
-    with os.fdopen(fd, "rb") as f:
-        try:
-            with Image.open(f) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise InputError(
-                        f"{name} is {height}x{width} pixels ({describe_pixels(width * height)}),"
-                        f" above --max-pixels {max_pixels} ({describe_pixels(max_pixels)}): "
-                        "raise --max-pixels if the image is trusted"
-                    )
-                yield im
-        except (InputError, MemoryError):
-            raise
-        except UnidentifiedImageError as exc:
-            raise InputError(f"{name} is not an image Pillow can read") from exc
-        except Exception as exc:  # decoders raise OSError, struct.error, KeyError, ... on bad data
-            what = type(exc).__name__
-            if type(exc).__module__ != "builtins":
-                what = f"{type(exc).__module__}.{what}"
-            detail = " ".join(str(exc).split())[:200]
-            raise InputError(
-                f"{name}: corrupt or truncated image data ({what}: {detail}): re-save or remove it"
-            ) from exc
+    with os.fdopen(fd, "rb") as f, _decoding(f, name, max_pixels) as im:
+        yield im
 
 
-def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode ``path`` to RGB uint8, EXIF orientation applied.
+@contextmanager
+def _decoding(f: BinaryIO, name: str, max_pixels: int) -> Iterator[Any]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise PixelLimitError(
+                    f"{name} is {height}x{width} pixels ({describe_pixels(width * height)}),"
+                    f" above --max-pixels {max_pixels} ({describe_pixels(max_pixels)}): "
+                    "raise --max-pixels if the image is trusted"
+                )
+            yield im
+    except (InputError, MemoryError):
+        raise
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{name} is not an image Pillow can read") from exc
+    except Exception as exc:  # decoders raise OSError, struct.error, KeyError, ... on bad data
+        what = type(exc).__name__
+        if type(exc).__module__ != "builtins":
+            what = f"{type(exc).__module__}.{what}"
+        detail = " ".join(str(exc).split())[:200]
+        raise InputError(
+            f"{name}: corrupt or truncated image data ({what}: {detail}): re-save or remove it"
+        ) from exc
+
+
+def read_image(
+    path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> LoadedImage:
+    """Decode ``path`` (or encoded image ``bytes``, named ``name``) to RGB uint8, EXIF
+    orientation applied.
 
     16-bit, grayscale, palette, CMYK and RGBA images are converted (named in ``conversions``;
     16-bit RGB keeps the high byte of each sample, as Pillow decodes it). Raises InputError for
@@ -152,7 +177,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     from PIL import ImageOps
 
     conversions: list[str] = []
-    with open_image(path, max_pixels) as im:
+    with open_image(path, max_pixels, name) as im:
         deep = _sixteen_bit(im)
         if im.getexif().get(0x0112, 1) not in (0, 1):  # 0x0112: Orientation
             conversions.append("EXIF orientation")

@@ -35,6 +35,7 @@ from .entry import command_starts, interrupted, say_interrupted
 from .evaluate import eval_command
 from .model import doctor_command, info_command, quantize_command, triton_command
 from .run import run_command
+from .serve import serve_command
 
 __all__ = ["app", "get_app"]
 
@@ -135,6 +136,7 @@ app.command("quantize")(quantize_command)
 app.command("triton")(triton_command)
 app.command("info")(info_command)
 app.command("doctor")(doctor_command)
+app.command("serve")(serve_command)
 
 _registered = False
 

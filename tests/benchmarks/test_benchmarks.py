@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.onnx_models import channel_model
 
@@ -55,6 +56,14 @@ def test_summarize() -> None:
         ),
         ("gpu.py", ["--devices", "cpu", "--quick", "--name", "smoke_gpu"], "smoke_gpu"),
         ("soak.py", ["--images", "60", "--name", "smoke_soak"], "smoke_soak"),
+        (
+            "serve.py",
+            [
+                *("--images", "2", "--size", "48x64", "--requests", "4", "--clients", "1,2"),
+                *("--rss-requests", "20", "--name", "smoke_serve"),
+            ],
+            "smoke_serve",
+        ),
     ],
 )
 def test_scripts_run(tmp_path: Path, script: str, args: list[str], result: str) -> None:
@@ -77,6 +86,14 @@ def test_scripts_run(tmp_path: Path, script: str, args: list[str], result: str) 
     if result == "smoke_gpu":  # CPU stands in for the GPU: same maps as the reference
         (row,) = payload["rows"]
         assert row["max_abs_map_diff_vs_cpu_fp32"] == 0.0 and row["warmup_shapes"] > 0
+    if result == "smoke_serve":  # both modes, each client count; RSS read 10 times
+        assert [(r["mode"], r["clients"]) for r in payload["rows"]] == [
+            ("batching", 1),
+            ("batching", 2),
+            ("no batching", 1),
+            ("no batching", 2),
+        ]
+        assert len(payload["rss_mib"]) == 10 and payload["cam_rt_run_images_per_s"] > 0
     if result == "smoke_stages":  # from file to encoded outputs
         assert {"decode", "onnxruntime", "tta_resize", "colour", "encode"} <= set(
             payload["stages"][0]
@@ -163,3 +180,28 @@ def test_export_and_quality_scripts_quick(tmp_path: Path, keras_file: Path) -> N
     fp16, int8 = fidelity["rows"]["fp16"], fidelity["rows"]["int8"]
     assert fp16["precision"] == "fp16 (file)" and int8["precision"] == "int8 (QDQ file)"
     assert 0 < fp16["tta_max_abs"] < int8["tta_max_abs"] <= 1  # fp16 is the closer of the two
+
+
+def test_pictures_smoke(tmp_path: Path) -> None:
+    """benchmarks/pictures.py on a tiny model and 2 synthetic images: the README's pictures
+    are the run's PNGs, each under 150 KB, listed in the results."""
+    model = channel_model(tmp_path / "m.onnx", channels=3)
+    out = tmp_path / "pictures"
+    env = {**os.environ, "CAM_RT_BENCH_RESULTS": str(tmp_path / "results")}
+    args = ["--model", str(model), "--count", "2", "--out", str(out), "--name", "smoke_pictures"]
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "pictures.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("config:")
+    payload = json.loads((tmp_path / "results" / "smoke_pictures.json").read_text())
+    files = payload["files"]
+    assert {"grid.png", "synthetic.overlay.png", "photo_cat.overlay.png"} <= set(files)
+    for name, size in files.items():
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.width > 0
+        assert size == (out / name).stat().st_size < 150_000

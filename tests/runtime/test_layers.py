@@ -2,7 +2,7 @@
 
     base (errors, metadata, classes, _version)
     < maps (pure arrays) < backend (ONNX Runtime) < explain, plan
-    < batch (files, runs) < tools (commands' engines) < cli
+    < batch (files, runs) < tools (commands' engines), serve (HTTP) < cli
 
 A module may import its own sub-package and any lower layer; ``runtime/__init__.py`` is the
 public API and may import anything below the CLI. Only ``backend`` imports onnxruntime
@@ -26,6 +26,7 @@ LAYERS = {
     "plan": 3,
     "batch": 4,
     "tools": 5,
+    "serve": 5,
     "cli": 6,
 }
 FACADE = 5  # runtime/__init__.py: everything but the CLI
