@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..batch.io import LoadedImage
 from ..errors import CamRtError
 from ..explain import CamResult
-from .batcher import Batcher, ExplainerSet, Job, QueueFull
+from .batcher import Batcher, ExplainerSet, Job, Key, QueueFull
 from .codec import (
     BodyTooLarge,
     decode_image,
@@ -182,16 +182,24 @@ async def _explain_images(
     return await run_in_threadpool(encode)
 
 
-async def _explain(request: Request, state: ServeState) -> Response:
-    arrived = time.perf_counter()
-    _ready(state)
+async def _parsed(
+    request: Request, state: ServeState
+) -> tuple[RequestOptions, Key, tuple[int, ...] | None, bytes]:
+    """A request's query options (checked), their explainer key and labels, then its body
+    (read within ``--max-body-mb``): what both explain routes start with."""
     options = RequestOptions.parse(
         request.query_params,
         state.explainers.tta_default,
         state.explainers.base.config.classes.threshold,
     )
     key, labels = state.explainers.key(options)
-    body = await _read_body(request, state.config.max_body_bytes)
+    return options, key, labels, await _read_body(request, state.config.max_body_bytes)
+
+
+async def _explain(request: Request, state: ServeState) -> Response:
+    arrived = time.perf_counter()
+    _ready(state)
+    options, key, labels, body = await _parsed(request, state)
     max_pixels = state.config.max_pixels
     (payload,) = await _explain_images(
         state,
@@ -209,13 +217,7 @@ async def _kserve_explain(request: Request, state: ServeState) -> Response:
     arrived = time.perf_counter()
     _model_named(request, state)
     _ready(state)
-    options = RequestOptions.parse(
-        request.query_params,
-        state.explainers.tta_default,
-        state.explainers.base.config.classes.threshold,
-    )
-    key, labels = state.explainers.key(options)
-    body = await _read_body(request, state.config.max_body_bytes)
+    options, key, labels, body = await _parsed(request, state)
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
